@@ -1,0 +1,131 @@
+"""PyTorch implementation of :class:`ppl_arms.core._ops.Ops`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["TORCH_OPS", "TorchOps"]
+
+
+def _pair(a: Any, b: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    if not isinstance(a, torch.Tensor):
+        a = torch.as_tensor(a, dtype=b.dtype, device=b.device)
+    if not isinstance(b, torch.Tensor):
+        b = torch.as_tensor(b, dtype=a.dtype, device=a.device)
+    return a, b
+
+
+class TorchOps:
+    """Array operations on ``torch.Tensor``."""
+
+    name = "torch"
+
+    def const(self, value: Any, like: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return torch.as_tensor(np.array(value), dtype=like.dtype, device=like.device)
+
+    def astype(self, x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return x.to(like.dtype)
+
+    def is_floating(self, x: torch.Tensor) -> bool:  # noqa: D102
+        return x.is_floating_point()
+
+    def finfo(self, x: torch.Tensor) -> np.finfo:  # noqa: D102
+        return np.finfo(str(x.dtype).removeprefix("torch."))
+
+    def shape(self, x: torch.Tensor) -> tuple[int, ...]:  # noqa: D102
+        return tuple(x.shape)
+
+    def where(self, cond: torch.Tensor, a: Any, b: Any) -> torch.Tensor:  # noqa: D102
+        if not isinstance(a, torch.Tensor) and not isinstance(b, torch.Tensor):
+            raise TypeError("where needs at least one tensor branch")
+        a, b = _pair(a, b)
+        return torch.where(cond, a, b)
+
+    exp = staticmethod(torch.exp)
+    log = staticmethod(torch.log)
+    log1p = staticmethod(torch.log1p)
+    sqrt = staticmethod(torch.sqrt)
+    abs = staticmethod(torch.abs)
+    sin = staticmethod(torch.sin)
+    arcsin = staticmethod(torch.asin)
+    floor = staticmethod(torch.floor)
+    sigmoid = staticmethod(torch.sigmoid)
+    ndtr = staticmethod(torch.special.ndtr)
+    ndtri = staticmethod(torch.special.ndtri)
+
+    def power(self, x: torch.Tensor, y: Any) -> torch.Tensor:  # noqa: D102
+        return torch.pow(x, y)
+
+    def maximum(self, a: Any, b: Any) -> torch.Tensor:  # noqa: D102
+        return torch.maximum(*_pair(a, b))
+
+    def minimum(self, a: Any, b: Any) -> torch.Tensor:  # noqa: D102
+        return torch.minimum(*_pair(a, b))
+
+    def log_softmax(self, x: torch.Tensor, axis: int) -> torch.Tensor:  # noqa: D102
+        return torch.log_softmax(x, dim=axis)
+
+    def logsumexp(self, x: torch.Tensor, axis: int, keepdims: bool = False) -> torch.Tensor:  # noqa: D102
+        return torch.logsumexp(x, dim=axis, keepdim=keepdims)
+
+    def sum(self, x: torch.Tensor, axis: Any = None, keepdims: bool = False) -> torch.Tensor:  # noqa: D102
+        if axis is None:
+            return x.sum()
+        return x.sum(dim=axis, keepdim=keepdims)
+
+    def mean(self, x: torch.Tensor, axis: int, keepdims: bool = False) -> torch.Tensor:  # noqa: D102
+        return x.mean(dim=axis, keepdim=keepdims)
+
+    def max(self, x: torch.Tensor, axis: int, keepdims: bool = False) -> torch.Tensor:  # noqa: D102
+        return x.amax(dim=axis, keepdim=keepdims)
+
+    def cumsum(self, x: torch.Tensor, axis: int) -> torch.Tensor:  # noqa: D102
+        return torch.cumsum(x, dim=axis)
+
+    def cumprod(self, x: torch.Tensor, axis: int) -> torch.Tensor:  # noqa: D102
+        return torch.cumprod(x, dim=axis)
+
+    def stop_gradient(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return x.detach()
+
+    def take_along_axis(self, x: torch.Tensor, idx: torch.Tensor, axis: int) -> torch.Tensor:  # noqa: D102
+        return torch.take_along_dim(x, idx.long(), dim=axis)
+
+    def argsort(self, x: torch.Tensor, axis: int) -> torch.Tensor:  # noqa: D102
+        return torch.argsort(x, dim=axis, stable=True)
+
+    def one_hot(self, idx: torch.Tensor, num_classes: int, like: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return torch.nn.functional.one_hot(idx.long(), num_classes).to(like.dtype)
+
+    def to_int(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return x.long()
+
+    def flip(self, x: torch.Tensor, axis: int) -> torch.Tensor:  # noqa: D102
+        return torch.flip(x, dims=(axis,))
+
+    def stack(self, xs: list[torch.Tensor], axis: int) -> torch.Tensor:  # noqa: D102
+        return torch.stack(xs, dim=axis)
+
+    def concatenate(self, xs: list[torch.Tensor], axis: int) -> torch.Tensor:  # noqa: D102
+        return torch.cat(xs, dim=axis)
+
+    def expand_dims(self, x: torch.Tensor, axis: int) -> torch.Tensor:  # noqa: D102
+        return x.unsqueeze(axis)
+
+    def broadcast_to(self, x: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:  # noqa: D102
+        return torch.broadcast_to(x, shape)
+
+    def reshape(self, x: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:  # noqa: D102
+        return x.reshape(shape)
+
+    def moveaxis(self, x: torch.Tensor, source: int, destination: int) -> torch.Tensor:  # noqa: D102
+        return torch.movedim(x, source, destination)
+
+    def arange(self, n: int, like: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return torch.arange(n, device=like.device)
+
+
+TORCH_OPS = TorchOps()

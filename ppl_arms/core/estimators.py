@@ -1,0 +1,246 @@
+r"""Per-site estimator objects: what the adapters call at each discrete sample site.
+
+An adapter needs four things from the estimator of a site: which base noise to draw (if it couples
+samples), how to turn that noise into ``n`` coupled samples, the per-sample coefficients given the
+learning signals, and the per-sample gradient directions that the surrogate multiplies into the
+logits. :class:`SiteEstimator` bundles them; each subclass is a thin wrapper over the pure functions
+of its own module. Objects are immutable and hashable (safe as static arguments under ``jit``).
+
+Noise arrays always carry a leading axis of size ``n`` (one row per sample) or ``1`` (shared by all
+samples of an element, such as the CARMS ordering), so an adapter that materialises one sample per
+particle (NumPyro under ``vmap``) can pick its row with ``noise[i]`` or ``noise[0]``.
+"""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+from ppl_arms._typing import Array, Shape
+from ppl_arms.core._ops import get_ops
+from ppl_arms.core.arms import arms_coefficients
+from ppl_arms.core.bernoulli import bernoulli_directions, threshold_sample
+from ppl_arms.core.carms import carms_coefficients, carms_sample, ordering_index
+from ppl_arms.core.categorical import categorical_directions
+from ppl_arms.core.copulas import (
+    Copula,
+    DirichletCopula,
+    NoiseKind,
+    antithetic_pairs,
+)
+from ppl_arms.core.disarm import disarm_coefficients
+from ppl_arms.core.loorf import loorf_coefficients
+from ppl_arms.core.reinforce import reinforce_coefficients
+from ppl_arms.core.stick_breaking import (
+    stick_breaking_coefficients,
+    stick_breaking_noise_shape,
+    stick_breaking_sample,
+)
+
+__all__ = [
+    "ARMS",
+    "CARMS",
+    "LOORF",
+    "REINFORCE",
+    "DisARM",
+    "DistKind",
+    "NoiseSpec",
+    "SiteEstimator",
+    "StickBreakingCARMS",
+    "directions",
+]
+
+
+class DistKind(enum.StrEnum):
+    """The distribution families the estimators distinguish."""
+
+    BERNOULLI = "bernoulli"
+    """Bernoulli (probs or logits); values in ``{0, 1}``; logits have the element shape."""
+    CATEGORICAL = "categorical"
+    """Categorical or one-hot categorical; integer values; logits have a trailing ``K`` axis."""
+    OTHER = "other"
+    """Any other non-reparameterised distribution; only score-function estimators apply."""
+
+
+@dataclass(frozen=True)
+class NoiseSpec:
+    """One base-noise array to draw: its kind and shape (leading axis ``n`` or ``1``)."""
+
+    kind: NoiseKind
+    shape: Shape
+
+
+def directions(kind: DistKind, coefficients: Array, z: Array, logits: Array) -> Array:
+    """Per-sample gradient directions for the logit carrier of a Bernoulli or categorical site."""
+    if kind is DistKind.CATEGORICAL:
+        return categorical_directions(coefficients, z, logits)
+    return bernoulli_directions(coefficients, z, logits)
+
+
+class SiteEstimator(ABC):
+    """Base class of the per-site estimators.
+
+    Attributes:
+        name: Public name, as accepted by ``infer={"estimator": name}`` (a family may map several
+            classes to one name, e.g. ``"arms"`` is :class:`ARMS` at Bernoulli and :class:`CARMS` at
+            categorical sites).
+        kinds: Distribution kinds this estimator handles.
+        coupled: Whether it draws its own coupled samples from noise; if ``False`` the host library
+            samples i.i.d. and only :meth:`coefficients` is used.
+    """
+
+    name: ClassVar[str]
+    kinds: ClassVar[frozenset[DistKind]]
+    coupled: ClassVar[bool] = False
+
+    def check(self, n: int, site: str) -> None:
+        """Raise ``ValueError`` naming ``site`` if ``n`` samples cannot be used."""
+        if n < 2 and type(self) is not REINFORCE:
+            raise ValueError(
+                f"site '{site}': estimator '{self.name}' needs num_particles >= 2, got {n}"
+            )
+
+    def noise_specs(self, n: int, shape: Shape, num_categories: int) -> tuple[NoiseSpec, ...]:
+        """Base noise needed for ``n`` coupled samples of elements of ``shape`` (empty if i.i.d.)."""
+        return ()
+
+    def coupling(self, noise: tuple[Array, ...]) -> tuple[Array, ...]:
+        """Transform base noise into coupled uniforms (same structure; computed once per site)."""
+        return noise
+
+    def sample(self, coupled: tuple[Array, ...], logits: Array) -> Array:
+        """Samples ``[m, *shape]`` from ``m`` rows of :meth:`coupling` output and the logits."""
+        raise TypeError(f"estimator '{self.name}' does not draw coupled samples")
+
+    @abstractmethod
+    def coefficients(self, f: Array, z: Array, logits: Array | None) -> Array:
+        """Per-sample coefficients ``[n, *shape]`` from learning signals ``f`` ``[n, *shape]``."""
+
+
+
+@dataclass(frozen=True, repr=True)
+class REINFORCE(SiteEstimator):
+    """Plain REINFORCE, no baseline (:mod:`ppl_arms.core.reinforce`); i.i.d. host samples."""
+
+    name: ClassVar[str] = "reinforce"
+    kinds: ClassVar[frozenset[DistKind]] = frozenset(DistKind)
+
+    def coefficients(self, f: Array, z: Array, logits: Array | None) -> Array:  # noqa: D102
+        return reinforce_coefficients(f)
+
+
+@dataclass(frozen=True, repr=True)
+class LOORF(SiteEstimator):
+    """Leave-one-out REINFORCE (:mod:`ppl_arms.core.loorf`); i.i.d. host samples."""
+
+    name: ClassVar[str] = "loorf"
+    kinds: ClassVar[frozenset[DistKind]] = frozenset(DistKind)
+
+    def coefficients(self, f: Array, z: Array, logits: Array | None) -> Array:  # noqa: D102
+        return loorf_coefficients(f)
+
+
+@dataclass(frozen=True, repr=True)
+class ARMS(SiteEstimator):
+    """ARMS for Bernoulli sites (:mod:`ppl_arms.core.arms`) with the given copula."""
+
+    copula: Copula = DirichletCopula()
+
+    name: ClassVar[str] = "arms"
+    kinds: ClassVar[frozenset[DistKind]] = frozenset({DistKind.BERNOULLI})
+    coupled: ClassVar[bool] = True
+
+    def noise_specs(self, n: int, shape: Shape, num_categories: int) -> tuple[NoiseSpec, ...]:  # noqa: D102
+        return (NoiseSpec(self.copula.noise, self.copula.noise_shape(n, shape)),)
+
+    def coupling(self, noise: tuple[Array, ...]) -> tuple[Array, ...]:  # noqa: D102
+        return (self.copula.uniforms(noise[0]),)
+
+    def sample(self, coupled: tuple[Array, ...], logits: Array) -> Array:  # noqa: D102
+        return threshold_sample(coupled[0], logits)
+
+    def coefficients(self, f: Array, z: Array, logits: Array | None) -> Array:  # noqa: D102
+        return arms_coefficients(f, logits, self.copula)
+
+
+@dataclass(frozen=True, repr=True)
+class DisARM(SiteEstimator):
+    """DisARM with ``n/2`` antithetic pairs for Bernoulli sites (:mod:`ppl_arms.core.disarm`)."""
+
+    name: ClassVar[str] = "disarm"
+    kinds: ClassVar[frozenset[DistKind]] = frozenset({DistKind.BERNOULLI})
+    coupled: ClassVar[bool] = True
+
+    def check(self, n: int, site: str) -> None:  # noqa: D102
+        super().check(n, site)
+        if n % 2:
+            raise ValueError(
+                f"site '{site}': 'disarm' uses num_particles/2 antithetic pairs and needs an even "
+                f"num_particles, got {n}; use an even number or estimator='arms' (any n >= 2)"
+            )
+
+    def noise_specs(self, n: int, shape: Shape, num_categories: int) -> tuple[NoiseSpec, ...]:  # noqa: D102
+        return (NoiseSpec(NoiseKind.UNIFORM, (n // 2, *shape)),)
+
+    def coupling(self, noise: tuple[Array, ...]) -> tuple[Array, ...]:  # noqa: D102
+        return (antithetic_pairs(noise[0]),)
+
+    def sample(self, coupled: tuple[Array, ...], logits: Array) -> Array:  # noqa: D102
+        return threshold_sample(coupled[0], logits)
+
+    def coefficients(self, f: Array, z: Array, logits: Array | None) -> Array:  # noqa: D102
+        return disarm_coefficients(f, logits)
+
+
+@dataclass(frozen=True, repr=True)
+class CARMS(SiteEstimator):
+    """CARMS-I (inverse CDF with random orderings) for categorical sites (:mod:`.carms`)."""
+
+    copula: Copula = DirichletCopula()
+
+    name: ClassVar[str] = "arms"
+    kinds: ClassVar[frozenset[DistKind]] = frozenset({DistKind.CATEGORICAL})
+    coupled: ClassVar[bool] = True
+
+    def noise_specs(self, n: int, shape: Shape, num_categories: int) -> tuple[NoiseSpec, ...]:  # noqa: D102
+        return (
+            NoiseSpec(self.copula.noise, self.copula.noise_shape(n, shape)),
+            NoiseSpec(NoiseKind.UNIFORM, (1, *shape)),
+        )
+
+    def coupling(self, noise: tuple[Array, ...]) -> tuple[Array, ...]:  # noqa: D102
+        return (self.copula.uniforms(noise[0]), noise[1])
+
+    def sample(self, coupled: tuple[Array, ...], logits: Array) -> Array:  # noqa: D102
+        k = get_ops(logits).shape(logits)[-1]
+        return carms_sample(coupled[0], ordering_index(coupled[1][0], k), logits)
+
+    def coefficients(self, f: Array, z: Array, logits: Array | None) -> Array:  # noqa: D102
+        return carms_coefficients(f, z, logits, self.copula)
+
+
+@dataclass(frozen=True, repr=True)
+class StickBreakingCARMS(SiteEstimator):
+    """CARMS with the stick-breaking coupling, O(nK) per element (:mod:`.stick_breaking`)."""
+
+    copula: Copula = DirichletCopula()
+
+    name: ClassVar[str] = "arms"
+    kinds: ClassVar[frozenset[DistKind]] = frozenset({DistKind.CATEGORICAL})
+    coupled: ClassVar[bool] = True
+
+    def noise_specs(self, n: int, shape: Shape, num_categories: int) -> tuple[NoiseSpec, ...]:  # noqa: D102
+        return (
+            NoiseSpec(self.copula.noise, stick_breaking_noise_shape(n, shape, num_categories)),
+        )
+
+    def coupling(self, noise: tuple[Array, ...]) -> tuple[Array, ...]:  # noqa: D102
+        return (self.copula.uniforms(noise[0]),)
+
+    def sample(self, coupled: tuple[Array, ...], logits: Array) -> Array:  # noqa: D102
+        return stick_breaking_sample(coupled[0], logits)
+
+    def coefficients(self, f: Array, z: Array, logits: Array | None) -> Array:  # noqa: D102
+        return stick_breaking_coefficients(f, z, logits, self.copula)

@@ -1,0 +1,112 @@
+r"""Stick-breaking coupling for categorical variables (CARMS with O(nK) cost per element).
+
+Sort the categories by ascending probability, :math:`p_{(0)}\le\dots\le p_{(K-1)}`, and write the
+categorical as a sequence of binary "stop here?" decisions with conditional probabilities
+:math:`\pi_k=p_{(k)}/\sum_{m\ge k}p_{(m)}` (:math:`\pi_{K-1}=1`). Each stick ``k`` gets its own
+``n``-sample copula draw :math:`V_{\cdot,k}`; sample ``i`` stops at the first ``k`` with
+:math:`V_{i,k}<\pi_k`. The exact pair weight for sorted positions :math:`r\ne c`, :math:`m=\min(r,c)`,
+is
+
+.. math::
+    r=\prod_{k<m}\frac{(1-\pi_k)^2}{(1-\pi_k)-\delta_n(\pi_k)}\cdot\frac{\pi_m(1-\pi_m)}{\delta_n(\pi_m)},
+
+where :math:`\delta_n(\pi)=\pi-C_n(\pi,\pi)` is the copula's discordance: both samples continue
+through the sticks before ``m``, one stops at ``m``, and afterwards only one sample is left, so later
+sticks contribute their marginal probabilities to both numerator and denominator. The weights need
+only a cumulative product over sticks: :math:`O(nK + n^2)` per element.
+
+References:
+    Z. Dong, A. Mnih, G. Tucker. "Coupled Gradient Estimators for Discrete Latent Variables."
+    NeurIPS 2021. https://arxiv.org/abs/2106.08056
+"""
+
+from __future__ import annotations
+
+from ppl_arms._typing import Array, Shape
+from ppl_arms.core._ops import get_ops
+from ppl_arms.core._validate import num_samples
+from ppl_arms.core.categorical import pairwise_coefficients
+from ppl_arms.core.copulas import Copula
+
+__all__ = [
+    "stick_breaking_coefficients",
+    "stick_breaking_noise_shape",
+    "stick_breaking_pair_weights",
+    "stick_breaking_sample",
+]
+
+
+def stick_breaking_noise_shape(n: int, shape: Shape, num_categories: int) -> Shape:
+    """Copula noise shape ``[n, *shape, K - 1]``: one n-sample draw per element and stick."""
+    return (n, *shape, num_categories - 1)
+
+
+def _sticks(logits: Array) -> tuple[Array, Array]:
+    """Sorting permutation (ascending p) and conditional stop probabilities ``[*shape, K-1]``."""
+    ops = get_ops(logits)
+    p = ops.exp(ops.log_softmax(ops.stop_gradient(logits), axis=-1))
+    order = ops.argsort(p, axis=-1)
+    p_sorted = ops.take_along_axis(p, order, axis=-1)
+    remaining = ops.flip(ops.cumsum(ops.flip(p_sorted, -1), axis=-1), -1)
+    stop = p_sorted[..., :-1] / remaining[..., :-1]
+    return order, ops.minimum(stop, 1.0)
+
+
+def stick_breaking_sample(v: Array, logits: Array) -> Array:
+    """Draw ``n`` coupled categorical samples per element by coupled stick breaking.
+
+    Args:
+        v: Coupled uniforms of shape ``[n, *shape, K - 1]`` (one copula draw per element and stick).
+        logits: Logits of shape ``[*shape, K]``.
+
+    Returns:
+        Integer categories of shape ``[n, *shape]``.
+    """
+    ops = get_ops(v, logits)
+    order, stop = _sticks(logits)
+    going = ops.astype(v >= ops.expand_dims(stop, 0), v)  # 1 while the sample continues
+    position = ops.sum(ops.cumprod(going, axis=-1), axis=-1)  # number of sticks passed
+    order_n = ops.broadcast_to(ops.expand_dims(order, 0), (ops.shape(v)[0], *ops.shape(order)))
+    return ops.take_along_axis(order_n, ops.expand_dims(ops.to_int(position), -1), axis=-1)[..., 0]
+
+
+def stick_breaking_pair_weights(z: Array, logits: Array, copula: Copula) -> Array:
+    """Exact importance weights ``p_a p_b / P(a, b)`` for every sampled pair.
+
+    Args:
+        z: Integer categories of shape ``[n, *shape]`` from :func:`stick_breaking_sample`.
+        logits: Logits of shape ``[*shape, K]``.
+        copula: The copula used for each stick.
+
+    Returns:
+        Weights of shape ``[n, n, *shape]`` (one on the diagonal and for same-category pairs).
+    """
+    ops = get_ops(z, logits)
+    n = num_samples(z, name="z")
+    order, stop = _sticks(logits)
+    disc = copula.discordance(stop, n)
+    go = 1 - stop
+    cont_den = go - disc
+    cont = ops.where(cont_den > 0, go * go / ops.where(cont_den > 0, cont_den, 1.0), 1.0)
+    halt = ops.where(disc > 0, stop * go / ops.where(disc > 0, disc, 1.0), 1.0)
+    # prefix[m] = prod_{k<m} cont_k, for m = 0..K-2
+    prefix = ops.concatenate([0 * cont[..., :1] + 1, ops.cumprod(cont, axis=-1)[..., :-1]], -1)
+    weight_at = prefix * halt  # [*shape, K-1]: weight when the earlier stopper stops at stick m
+    weight_at = ops.concatenate([weight_at, 0 * weight_at[..., :1] + 1], axis=-1)  # m = K-1: same
+    position_of = ops.argsort(order, axis=-1)  # category -> sorted position
+    pos = ops.take_along_axis(
+        ops.broadcast_to(ops.expand_dims(position_of, 0), (n, *ops.shape(position_of))),
+        ops.expand_dims(z, -1),
+        axis=-1,
+    )[..., 0]
+    m = ops.minimum(ops.expand_dims(pos, 1), ops.expand_dims(pos, 0))  # [n, n, *shape]
+    table = ops.broadcast_to(ops.expand_dims(weight_at, 0), (n, *ops.shape(weight_at)))
+    table = ops.broadcast_to(ops.expand_dims(table, 0), (n, *ops.shape(table)))
+    weights = ops.take_along_axis(table, ops.expand_dims(m, -1), axis=-1)[..., 0]
+    distinct = ops.expand_dims(z, 1) != ops.expand_dims(z, 0)
+    return ops.where(distinct, weights, 1.0)
+
+
+def stick_breaking_coefficients(f: Array, z: Array, logits: Array, copula: Copula) -> Array:
+    """Per-sample coefficients ``A_i`` with the stick-breaking pair weights."""
+    return pairwise_coefficients(f, stick_breaking_pair_weights(z, logits, copula))
