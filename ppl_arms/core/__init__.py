@@ -15,6 +15,7 @@ from ppl_arms.core.bernoulli import (
 from ppl_arms.core.carms import (
     carms_coefficients,
     carms_orderings,
+    carms_pair_probability,
     carms_pair_weights,
     carms_sample,
     interval_edges,
@@ -86,6 +87,7 @@ __all__ = [
     "bivariate_normal_cdf",
     "carms_coefficients",
     "carms_orderings",
+    "carms_pair_probability",
     "carms_pair_weights",
     "carms_sample",
     "carrier",

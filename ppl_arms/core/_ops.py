@@ -88,7 +88,9 @@ class Ops(Protocol):
     def logsumexp(self, x: Array, axis: int, keepdims: bool = False) -> Array:
         """Stable ``log(sum(exp(x)))`` along ``axis``."""
 
-    def sum(self, x: Array, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Array:
+    def sum(
+        self, x: Array, axis: int | tuple[int, ...] | None = None, keepdims: bool = False
+    ) -> Array:
         """Sum along ``axis`` (all axes when ``None``)."""
 
     def mean(self, x: Array, axis: int, keepdims: bool = False) -> Array:
@@ -113,7 +115,7 @@ class Ops(Protocol):
         """Identity in value, zero gradient."""
 
     def take_along_axis(self, x: Array, idx: Array, axis: int) -> Array:
-        """Gather ``x`` at integer ``idx`` along ``axis`` (same number of dims)."""
+        """Gather ``x`` at integer ``idx`` along ``axis``; other axes broadcast against each other."""
 
     def argsort(self, x: Array, axis: int) -> Array:
         """Indices that sort ``x`` ascending along ``axis`` (stable)."""

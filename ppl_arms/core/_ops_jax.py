@@ -17,22 +17,22 @@ class JaxOps:
 
     name = "jax"
 
-    def const(self, value: Any, like: jax.Array) -> jax.Array:  # noqa: D102
+    def const(self, value: Any, like: jax.Array) -> jax.Array:
         return jnp.asarray(np.asarray(value), dtype=like.dtype)
 
-    def astype(self, x: jax.Array, like: jax.Array) -> jax.Array:  # noqa: D102
+    def astype(self, x: jax.Array, like: jax.Array) -> jax.Array:
         return x.astype(like.dtype)
 
-    def is_floating(self, x: jax.Array) -> bool:  # noqa: D102
+    def is_floating(self, x: jax.Array) -> bool:
         return jnp.issubdtype(x.dtype, jnp.floating)
 
-    def finfo(self, x: jax.Array) -> np.finfo:  # noqa: D102
+    def finfo(self, x: jax.Array) -> np.finfo:
         return np.finfo(x.dtype)
 
-    def shape(self, x: jax.Array) -> tuple[int, ...]:  # noqa: D102
+    def shape(self, x: jax.Array) -> tuple[int, ...]:
         return tuple(x.shape)
 
-    def where(self, cond: jax.Array, a: Any, b: Any) -> jax.Array:  # noqa: D102
+    def where(self, cond: jax.Array, a: Any, b: Any) -> jax.Array:
         dtype = a.dtype if hasattr(a, "dtype") else b.dtype
         return jnp.where(cond, jnp.asarray(a, dtype), jnp.asarray(b, dtype))
 
@@ -48,72 +48,84 @@ class JaxOps:
     ndtr = staticmethod(jss.ndtr)
     ndtri = staticmethod(jss.ndtri)
 
-    def power(self, x: jax.Array, y: Any) -> jax.Array:  # noqa: D102
+    def power(self, x: jax.Array, y: Any) -> jax.Array:
         return jnp.power(x, y)
 
-    def maximum(self, a: Any, b: Any) -> jax.Array:  # noqa: D102
+    def maximum(self, a: Any, b: Any) -> jax.Array:
         return jnp.maximum(a, b)
 
-    def minimum(self, a: Any, b: Any) -> jax.Array:  # noqa: D102
+    def minimum(self, a: Any, b: Any) -> jax.Array:
         return jnp.minimum(a, b)
 
-    def log_softmax(self, x: jax.Array, axis: int) -> jax.Array:  # noqa: D102
+    def log_softmax(self, x: jax.Array, axis: int) -> jax.Array:
         return jax.nn.log_softmax(x, axis=axis)
 
-    def logsumexp(self, x: jax.Array, axis: int, keepdims: bool = False) -> jax.Array:  # noqa: D102
+    def logsumexp(self, x: jax.Array, axis: int, keepdims: bool = False) -> jax.Array:
         return jss.logsumexp(x, axis=axis, keepdims=keepdims)
 
-    def sum(self, x: jax.Array, axis: Any = None, keepdims: bool = False) -> jax.Array:  # noqa: D102
+    def sum(self, x: jax.Array, axis: Any = None, keepdims: bool = False) -> jax.Array:
         return jnp.sum(x, axis=axis, keepdims=keepdims)
 
-    def mean(self, x: jax.Array, axis: int, keepdims: bool = False) -> jax.Array:  # noqa: D102
+    def mean(self, x: jax.Array, axis: int, keepdims: bool = False) -> jax.Array:
         return jnp.mean(x, axis=axis, keepdims=keepdims)
 
-    def max(self, x: jax.Array, axis: int, keepdims: bool = False) -> jax.Array:  # noqa: D102
+    def max(self, x: jax.Array, axis: int, keepdims: bool = False) -> jax.Array:
         return jnp.max(x, axis=axis, keepdims=keepdims)
 
-    def cumsum(self, x: jax.Array, axis: int) -> jax.Array:  # noqa: D102
+    def cumsum(self, x: jax.Array, axis: int) -> jax.Array:
         return jnp.cumsum(x, axis=axis)
 
-    def cumprod(self, x: jax.Array, axis: int) -> jax.Array:  # noqa: D102
+    def cumprod(self, x: jax.Array, axis: int) -> jax.Array:
         return jnp.cumprod(x, axis=axis)
 
     stop_gradient = staticmethod(jax.lax.stop_gradient)
 
-    def take_along_axis(self, x: jax.Array, idx: jax.Array, axis: int) -> jax.Array:  # noqa: D102
-        return jnp.take_along_axis(x, idx, axis=axis)
+    def take_along_axis(self, x: jax.Array, idx: jax.Array, axis: int) -> jax.Array:
+        nd = max(x.ndim, idx.ndim)
+        x = jnp.reshape(x, (1,) * (nd - x.ndim) + x.shape)
+        idx = jnp.reshape(idx, (1,) * (nd - idx.ndim) + idx.shape)
+        axis %= nd
+        common = list(
+            jnp.broadcast_shapes(
+                tuple(1 if i == axis else s for i, s in enumerate(x.shape)),
+                tuple(1 if i == axis else s for i, s in enumerate(idx.shape)),
+            )
+        )
+        xs, ids = list(common), list(common)
+        xs[axis], ids[axis] = x.shape[axis], idx.shape[axis]
+        return jnp.take_along_axis(jnp.broadcast_to(x, xs), jnp.broadcast_to(idx, ids), axis=axis)
 
-    def argsort(self, x: jax.Array, axis: int) -> jax.Array:  # noqa: D102
+    def argsort(self, x: jax.Array, axis: int) -> jax.Array:
         return jnp.argsort(x, axis=axis, stable=True)
 
-    def one_hot(self, idx: jax.Array, num_classes: int, like: jax.Array) -> jax.Array:  # noqa: D102
+    def one_hot(self, idx: jax.Array, num_classes: int, like: jax.Array) -> jax.Array:
         return jax.nn.one_hot(idx, num_classes, dtype=like.dtype)
 
-    def to_int(self, x: jax.Array) -> jax.Array:  # noqa: D102
+    def to_int(self, x: jax.Array) -> jax.Array:
         return x.astype(jnp.int64 if jax.config.jax_enable_x64 else jnp.int32)
 
-    def flip(self, x: jax.Array, axis: int) -> jax.Array:  # noqa: D102
+    def flip(self, x: jax.Array, axis: int) -> jax.Array:
         return jnp.flip(x, axis=axis)
 
-    def stack(self, xs: list[jax.Array], axis: int) -> jax.Array:  # noqa: D102
+    def stack(self, xs: list[jax.Array], axis: int) -> jax.Array:
         return jnp.stack(xs, axis=axis)
 
-    def concatenate(self, xs: list[jax.Array], axis: int) -> jax.Array:  # noqa: D102
+    def concatenate(self, xs: list[jax.Array], axis: int) -> jax.Array:
         return jnp.concatenate(xs, axis=axis)
 
-    def expand_dims(self, x: jax.Array, axis: int) -> jax.Array:  # noqa: D102
+    def expand_dims(self, x: jax.Array, axis: int) -> jax.Array:
         return jnp.expand_dims(x, axis)
 
-    def broadcast_to(self, x: jax.Array, shape: tuple[int, ...]) -> jax.Array:  # noqa: D102
+    def broadcast_to(self, x: jax.Array, shape: tuple[int, ...]) -> jax.Array:
         return jnp.broadcast_to(x, shape)
 
-    def reshape(self, x: jax.Array, shape: tuple[int, ...]) -> jax.Array:  # noqa: D102
+    def reshape(self, x: jax.Array, shape: tuple[int, ...]) -> jax.Array:
         return jnp.reshape(x, shape)
 
-    def moveaxis(self, x: jax.Array, source: int, destination: int) -> jax.Array:  # noqa: D102
+    def moveaxis(self, x: jax.Array, source: int, destination: int) -> jax.Array:
         return jnp.moveaxis(x, source, destination)
 
-    def arange(self, n: int, like: jax.Array) -> jax.Array:  # noqa: D102
+    def arange(self, n: int, like: jax.Array) -> jax.Array:
         return jnp.arange(n)
 
 

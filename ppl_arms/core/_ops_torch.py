@@ -18,27 +18,46 @@ def _pair(a: Any, b: Any) -> tuple[torch.Tensor, torch.Tensor]:
     return a, b
 
 
+def _align_for_gather(
+    x: torch.Tensor, idx: torch.Tensor, axis: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Broadcast ``x`` and ``idx`` against each other on every axis but ``axis``."""
+    nd = max(x.ndim, idx.ndim)
+    x = x.reshape((1,) * (nd - x.ndim) + tuple(x.shape))
+    idx = idx.reshape((1,) * (nd - idx.ndim) + tuple(idx.shape))
+    axis %= nd
+    common = list(
+        torch.broadcast_shapes(
+            tuple(1 if i == axis else s for i, s in enumerate(x.shape)),
+            tuple(1 if i == axis else s for i, s in enumerate(idx.shape)),
+        )
+    )
+    xs, ids = list(common), list(common)
+    xs[axis], ids[axis] = x.shape[axis], idx.shape[axis]
+    return x.expand(xs), idx.expand(ids)
+
+
 class TorchOps:
     """Array operations on ``torch.Tensor``."""
 
     name = "torch"
 
-    def const(self, value: Any, like: torch.Tensor) -> torch.Tensor:  # noqa: D102
+    def const(self, value: Any, like: torch.Tensor) -> torch.Tensor:
         return torch.as_tensor(np.array(value), dtype=like.dtype, device=like.device)
 
-    def astype(self, x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:  # noqa: D102
+    def astype(self, x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         return x.to(like.dtype)
 
-    def is_floating(self, x: torch.Tensor) -> bool:  # noqa: D102
+    def is_floating(self, x: torch.Tensor) -> bool:
         return x.is_floating_point()
 
-    def finfo(self, x: torch.Tensor) -> np.finfo:  # noqa: D102
+    def finfo(self, x: torch.Tensor) -> np.finfo:
         return np.finfo(str(x.dtype).removeprefix("torch."))
 
-    def shape(self, x: torch.Tensor) -> tuple[int, ...]:  # noqa: D102
+    def shape(self, x: torch.Tensor) -> tuple[int, ...]:
         return tuple(x.shape)
 
-    def where(self, cond: torch.Tensor, a: Any, b: Any) -> torch.Tensor:  # noqa: D102
+    def where(self, cond: torch.Tensor, a: Any, b: Any) -> torch.Tensor:
         if not isinstance(a, torch.Tensor) and not isinstance(b, torch.Tensor):
             raise TypeError("where needs at least one tensor branch")
         a, b = _pair(a, b)
@@ -56,75 +75,76 @@ class TorchOps:
     ndtr = staticmethod(torch.special.ndtr)
     ndtri = staticmethod(torch.special.ndtri)
 
-    def power(self, x: torch.Tensor, y: Any) -> torch.Tensor:  # noqa: D102
+    def power(self, x: torch.Tensor, y: Any) -> torch.Tensor:
         return torch.pow(x, y)
 
-    def maximum(self, a: Any, b: Any) -> torch.Tensor:  # noqa: D102
+    def maximum(self, a: Any, b: Any) -> torch.Tensor:
         return torch.maximum(*_pair(a, b))
 
-    def minimum(self, a: Any, b: Any) -> torch.Tensor:  # noqa: D102
+    def minimum(self, a: Any, b: Any) -> torch.Tensor:
         return torch.minimum(*_pair(a, b))
 
-    def log_softmax(self, x: torch.Tensor, axis: int) -> torch.Tensor:  # noqa: D102
+    def log_softmax(self, x: torch.Tensor, axis: int) -> torch.Tensor:
         return torch.log_softmax(x, dim=axis)
 
-    def logsumexp(self, x: torch.Tensor, axis: int, keepdims: bool = False) -> torch.Tensor:  # noqa: D102
+    def logsumexp(self, x: torch.Tensor, axis: int, keepdims: bool = False) -> torch.Tensor:
         return torch.logsumexp(x, dim=axis, keepdim=keepdims)
 
-    def sum(self, x: torch.Tensor, axis: Any = None, keepdims: bool = False) -> torch.Tensor:  # noqa: D102
+    def sum(self, x: torch.Tensor, axis: Any = None, keepdims: bool = False) -> torch.Tensor:
         if axis is None:
             return x.sum()
         return x.sum(dim=axis, keepdim=keepdims)
 
-    def mean(self, x: torch.Tensor, axis: int, keepdims: bool = False) -> torch.Tensor:  # noqa: D102
+    def mean(self, x: torch.Tensor, axis: int, keepdims: bool = False) -> torch.Tensor:
         return x.mean(dim=axis, keepdim=keepdims)
 
-    def max(self, x: torch.Tensor, axis: int, keepdims: bool = False) -> torch.Tensor:  # noqa: D102
+    def max(self, x: torch.Tensor, axis: int, keepdims: bool = False) -> torch.Tensor:
         return x.amax(dim=axis, keepdim=keepdims)
 
-    def cumsum(self, x: torch.Tensor, axis: int) -> torch.Tensor:  # noqa: D102
+    def cumsum(self, x: torch.Tensor, axis: int) -> torch.Tensor:
         return torch.cumsum(x, dim=axis)
 
-    def cumprod(self, x: torch.Tensor, axis: int) -> torch.Tensor:  # noqa: D102
+    def cumprod(self, x: torch.Tensor, axis: int) -> torch.Tensor:
         return torch.cumprod(x, dim=axis)
 
-    def stop_gradient(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+    def stop_gradient(self, x: torch.Tensor) -> torch.Tensor:
         return x.detach()
 
-    def take_along_axis(self, x: torch.Tensor, idx: torch.Tensor, axis: int) -> torch.Tensor:  # noqa: D102
-        return torch.take_along_dim(x, idx.long(), dim=axis)
+    def take_along_axis(self, x: torch.Tensor, idx: torch.Tensor, axis: int) -> torch.Tensor:
+        x, idx = _align_for_gather(x, idx.long(), axis)
+        return torch.take_along_dim(x, idx, dim=axis)
 
-    def argsort(self, x: torch.Tensor, axis: int) -> torch.Tensor:  # noqa: D102
+    def argsort(self, x: torch.Tensor, axis: int) -> torch.Tensor:
         return torch.argsort(x, dim=axis, stable=True)
 
-    def one_hot(self, idx: torch.Tensor, num_classes: int, like: torch.Tensor) -> torch.Tensor:  # noqa: D102
+    def one_hot(self, idx: torch.Tensor, num_classes: int, like: torch.Tensor) -> torch.Tensor:
         return torch.nn.functional.one_hot(idx.long(), num_classes).to(like.dtype)
 
-    def to_int(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+    def to_int(self, x: torch.Tensor) -> torch.Tensor:
         return x.long()
 
-    def flip(self, x: torch.Tensor, axis: int) -> torch.Tensor:  # noqa: D102
+    def flip(self, x: torch.Tensor, axis: int) -> torch.Tensor:
         return torch.flip(x, dims=(axis,))
 
-    def stack(self, xs: list[torch.Tensor], axis: int) -> torch.Tensor:  # noqa: D102
+    def stack(self, xs: list[torch.Tensor], axis: int) -> torch.Tensor:
         return torch.stack(xs, dim=axis)
 
-    def concatenate(self, xs: list[torch.Tensor], axis: int) -> torch.Tensor:  # noqa: D102
+    def concatenate(self, xs: list[torch.Tensor], axis: int) -> torch.Tensor:
         return torch.cat(xs, dim=axis)
 
-    def expand_dims(self, x: torch.Tensor, axis: int) -> torch.Tensor:  # noqa: D102
+    def expand_dims(self, x: torch.Tensor, axis: int) -> torch.Tensor:
         return x.unsqueeze(axis)
 
-    def broadcast_to(self, x: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:  # noqa: D102
+    def broadcast_to(self, x: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
         return torch.broadcast_to(x, shape)
 
-    def reshape(self, x: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:  # noqa: D102
+    def reshape(self, x: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
         return x.reshape(shape)
 
-    def moveaxis(self, x: torch.Tensor, source: int, destination: int) -> torch.Tensor:  # noqa: D102
+    def moveaxis(self, x: torch.Tensor, source: int, destination: int) -> torch.Tensor:
         return torch.movedim(x, source, destination)
 
-    def arange(self, n: int, like: torch.Tensor) -> torch.Tensor:  # noqa: D102
+    def arange(self, n: int, like: torch.Tensor) -> torch.Tensor:
         return torch.arange(n, device=like.device)
 
 

@@ -29,11 +29,11 @@ class BernoulliParts(NamedTuple):
     """Numerically careful pieces of a Bernoulli distribution given its logits."""
 
     p: Array
-    """:math:`\\sigma(\\phi)`."""
+    r""":math:`\sigma(\phi)`."""
     q: Array
-    """:math:`1-p`, computed as :math:`\\sigma(-\\phi)` so it is accurate when ``p`` is near one."""
+    r""":math:`1-p`, computed as :math:`\sigma(-\phi)` so it is accurate when ``p`` is near one."""
     minority: Array
-    """:math:`m=\\min(p, q)`, the probability of the rarer outcome."""
+    r""":math:`m=\min(p, q)`, the probability of the rarer outcome."""
     negative: Array
     """Boolean ``phi < 0`` (``p < 1/2``): the orientation switch of the ARMS sampler."""
 

@@ -37,13 +37,14 @@ import numpy as np
 
 from ppl_arms._typing import Array
 from ppl_arms.core._ops import get_ops
-from ppl_arms.core._validate import num_samples
+from ppl_arms.core._validate import broadcast_shapes, num_samples
 from ppl_arms.core.categorical import pairwise_coefficients
 from ppl_arms.core.copulas import Copula
 
 __all__ = [
     "carms_coefficients",
     "carms_orderings",
+    "carms_pair_probability",
     "carms_pair_weights",
     "carms_sample",
     "interval_edges",
@@ -53,7 +54,7 @@ __all__ = [
 
 @cache
 def carms_orderings(num_categories: int) -> np.ndarray:
-    """The ordering family :math:`\\Pi_K`: one ordering per unordered pair, first < last.
+    r"""The ordering family :math:`\Pi_K`: one ordering per unordered pair, first < last.
 
     Built as in the reference code: rotate ``0..K-1`` by ``s``, then rotate positions ``1..K-1`` by
     ``t``, for all ``s < K``, ``t < K-1``, keeping orderings whose first category is smaller than the
@@ -135,8 +136,7 @@ def carms_sample(v: Array, order: Array, logits: Array) -> Array:
     _, right = interval_edges(p_perm)
     below = (ops.expand_dims(right, 0) < ops.expand_dims(v, -1)) | (ops.expand_dims(right, 0) <= 0)
     position = ops.minimum(ops.sum(ops.astype(below, v), axis=-1), k - 1)
-    perm_n = ops.broadcast_to(ops.expand_dims(perm, 0), (ops.shape(v)[0], *ops.shape(perm)))
-    return ops.take_along_axis(perm_n, ops.expand_dims(ops.to_int(position), -1), axis=-1)[..., 0]
+    return ops.take_along_axis(perm, ops.expand_dims(ops.to_int(position), -1), axis=-1)[..., 0]
 
 
 def _edges_by_category(p: Array) -> tuple[Array, Array]:
@@ -150,6 +150,46 @@ def _edges_by_category(p: Array) -> tuple[Array, Array]:
     shape = ops.shape(left)
     pos = ops.broadcast_to(pos, shape)
     return ops.take_along_axis(left, pos, axis=-1), ops.take_along_axis(right, pos, axis=-1)
+
+
+def _gather_category(edges: Array, idx: Array) -> Array:
+    """``edges[..., :, idx]`` for integer ``idx`` broadcastable with ``edges.shape[:-2]``."""
+    ops = get_ops(edges, idx)
+    num = ops.shape(edges)[-2]
+    prefix = broadcast_shapes(ops.shape(idx), ops.shape(edges)[:-2], ("categories", "logits"))
+    full = ops.broadcast_to(edges, (*prefix, *ops.shape(edges)[-2:]))
+    index = ops.expand_dims(ops.expand_dims(idx, -1), -1)
+    index = ops.broadcast_to(index, (*prefix, num, 1))
+    return ops.take_along_axis(full, index, axis=-1)[..., 0]
+
+
+def carms_pair_probability(a: Array, b: Array, logits: Array, copula: Copula, n: int) -> Array:
+    """Exact pairwise pmf ``P(z_i = a, z_j = b)``, ``i != j``, of the CARMS-I sampler.
+
+    The copula rectangle of the two categories' intervals, averaged over the ordering family.
+
+    Args:
+        a: Integer categories of sample ``i``, broadcastable with the element shape.
+        b: Integer categories of sample ``j``, broadcastable with ``a`` and the element shape.
+        logits: Logits of shape ``[*shape, K]``.
+        copula: The copula of the sampler.
+        n: Number of coupled samples.
+
+    Returns:
+        Probabilities with the broadcast shape of ``a``, ``b`` and ``shape``.
+    """
+    ops = get_ops(logits)
+    p = ops.exp(ops.log_softmax(ops.stop_gradient(logits), axis=-1))
+    left, right = _edges_by_category(p)  # [*shape, |Pi|, K]
+    la, ra = _gather_category(left, a), _gather_category(right, a)
+    lb, rb = _gather_category(left, b), _gather_category(right, b)
+    rect = (
+        copula.joint_cdf(ra, rb, n)
+        + copula.joint_cdf(la, lb, n)
+        - copula.joint_cdf(la, rb, n)
+        - copula.joint_cdf(ra, lb, n)
+    )
+    return ops.mean(rect, axis=-1)
 
 
 def carms_pair_weights(z: Array, logits: Array, copula: Copula) -> Array:
@@ -166,34 +206,12 @@ def carms_pair_weights(z: Array, logits: Array, copula: Copula) -> Array:
     """
     ops = get_ops(z, logits)
     n = num_samples(z, name="z")
+    zi, zj = ops.expand_dims(z, 1), ops.expand_dims(z, 0)
+    pair_prob = carms_pair_probability(zi, zj, logits, copula, n)  # [n, n, *shape]
     p = ops.exp(ops.log_softmax(ops.stop_gradient(logits), axis=-1))
-    left, right = _edges_by_category(p)  # [*shape, |Pi|, K]
-    num = ops.shape(left)[-2]
-
-    def at(edges: Array) -> Array:  # edges of each sample's category: [n, *shape, |Pi|]
-        idx = ops.expand_dims(ops.expand_dims(z, -1), -1)
-        idx = ops.broadcast_to(idx, (*ops.shape(z), num, 1))
-        full = ops.broadcast_to(ops.expand_dims(edges, 0), (n, *ops.shape(edges)))
-        return ops.take_along_axis(full, idx, axis=-1)[..., 0]
-
-    lz, rz = at(left), at(right)
-    li, ri = ops.expand_dims(lz, 1), ops.expand_dims(rz, 1)  # sample i on axis 0
-    lj, rj = ops.expand_dims(lz, 0), ops.expand_dims(rz, 0)  # sample j on axis 1
-    rect = (
-        copula.joint_cdf(ri, rj, n)
-        + copula.joint_cdf(li, lj, n)
-        - copula.joint_cdf(li, rj, n)
-        - copula.joint_cdf(ri, lj, n)
-    )
-    pair_prob = ops.mean(rect, axis=-1)  # [n, n, *shape]
-    pz = ops.take_along_axis(
-        ops.broadcast_to(ops.expand_dims(p, 0), (n, *ops.shape(p))),
-        ops.expand_dims(z, -1),
-        axis=-1,
-    )[..., 0]
+    pz = _gather_category(ops.expand_dims(p, -2), z)[..., 0]  # [n, *shape]
     independent = ops.expand_dims(pz, 1) * ops.expand_dims(pz, 0)
-    distinct = ops.expand_dims(z, 1) != ops.expand_dims(z, 0)
-    usable = distinct & (pair_prob > 0)
+    usable = (zi != zj) & (pair_prob > 0)
     return ops.where(usable, independent / ops.where(usable, pair_prob, 1.0), 1.0)
 
 

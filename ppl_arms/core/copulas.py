@@ -92,7 +92,7 @@ class Copula(ABC):
 
     @abstractmethod
     def joint_cdf(self, s: Array, t: Array, n: int) -> Array:
-        """Pairwise joint CDF :math:`C_n(s, t) = P(V_i \\le s, V_j \\le t)`, ``i != j``."""
+        r"""Pairwise joint CDF :math:`C_n(s, t) = P(V_i \le s, V_j \le t)`, ``i != j``."""
 
     def discordance(self, m: Array, n: int) -> Array:
         r"""The discordance :math:`\delta_n(m) = m - C_n(m, m) = P(V_i \le m, V_j > m)`.
@@ -119,9 +119,11 @@ class IndependentCopula(Copula):
         return noise
 
     def joint_cdf(self, s: Array, t: Array, n: int) -> Array:  # noqa: D102
+        _check_n(n)
         return s * t
 
     def discordance(self, m: Array, n: int) -> Array:  # noqa: D102
+        _check_n(n)
         return m * (1 - m)
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from ppl_arms._typing import Array, Shape
@@ -119,7 +119,6 @@ class SiteEstimator(ABC):
         """Per-sample coefficients ``[n, *shape]`` from learning signals ``f`` ``[n, *shape]``."""
 
 
-
 @dataclass(frozen=True, repr=True)
 class REINFORCE(SiteEstimator):
     """Plain REINFORCE, no baseline (:mod:`ppl_arms.core.reinforce`); i.i.d. host samples."""
@@ -146,7 +145,7 @@ class LOORF(SiteEstimator):
 class ARMS(SiteEstimator):
     """ARMS for Bernoulli sites (:mod:`ppl_arms.core.arms`) with the given copula."""
 
-    copula: Copula = DirichletCopula()
+    copula: Copula = field(default_factory=DirichletCopula)
 
     name: ClassVar[str] = "arms"
     kinds: ClassVar[frozenset[DistKind]] = frozenset({DistKind.BERNOULLI})
@@ -198,7 +197,7 @@ class DisARM(SiteEstimator):
 class CARMS(SiteEstimator):
     """CARMS-I (inverse CDF with random orderings) for categorical sites (:mod:`.carms`)."""
 
-    copula: Copula = DirichletCopula()
+    copula: Copula = field(default_factory=DirichletCopula)
 
     name: ClassVar[str] = "arms"
     kinds: ClassVar[frozenset[DistKind]] = frozenset({DistKind.CATEGORICAL})
@@ -225,16 +224,14 @@ class CARMS(SiteEstimator):
 class StickBreakingCARMS(SiteEstimator):
     """CARMS with the stick-breaking coupling, O(nK) per element (:mod:`.stick_breaking`)."""
 
-    copula: Copula = DirichletCopula()
+    copula: Copula = field(default_factory=DirichletCopula)
 
     name: ClassVar[str] = "arms"
     kinds: ClassVar[frozenset[DistKind]] = frozenset({DistKind.CATEGORICAL})
     coupled: ClassVar[bool] = True
 
     def noise_specs(self, n: int, shape: Shape, num_categories: int) -> tuple[NoiseSpec, ...]:  # noqa: D102
-        return (
-            NoiseSpec(self.copula.noise, stick_breaking_noise_shape(n, shape, num_categories)),
-        )
+        return (NoiseSpec(self.copula.noise, stick_breaking_noise_shape(n, shape, num_categories)),)
 
     def coupling(self, noise: tuple[Array, ...]) -> tuple[Array, ...]:  # noqa: D102
         return (self.copula.uniforms(noise[0]),)

@@ -121,15 +121,15 @@ def local_signals(log_weights: Array, coupled_log_weights: Array) -> Array:
     n = num_samples(log_weights, name="log_weights")
     num_samples(coupled_log_weights, name="coupled_log_weights")
     ops = get_ops(log_weights, coupled_log_weights)
-    broadcast_shapes(
+    shape = broadcast_shapes(
         ops.shape(log_weights)[1:],
         ops.shape(coupled_log_weights)[1:],
         ("log_weights[0]", "coupled_log_weights[0]"),
     )
     loo = leave_one_out_logsumexp(log_weights)  # [k, ...]
     tilde = ops.stop_gradient(coupled_log_weights)
-    a = ops.expand_dims(loo, 1)  # [k, 1, ...]
-    b = ops.expand_dims(tilde, 0)  # [1, j, ...]
-    a, b = a + 0 * b, b + 0 * a
+    m = ops.shape(tilde)[0]
+    a = ops.broadcast_to(ops.expand_dims(loo, 1), (n, m, *shape))  # [k, j, ...]
+    b = ops.broadcast_to(ops.expand_dims(tilde, 0), (n, m, *shape))
     per_k = ops.logsumexp(ops.stack([a, b], axis=0), axis=0) - math.log(n)  # [k, j, ...]
     return ops.sum(per_k, axis=0)

@@ -66,8 +66,7 @@ def stick_breaking_sample(v: Array, logits: Array) -> Array:
     order, stop = _sticks(logits)
     going = ops.astype(v >= ops.expand_dims(stop, 0), v)  # 1 while the sample continues
     position = ops.sum(ops.cumprod(going, axis=-1), axis=-1)  # number of sticks passed
-    order_n = ops.broadcast_to(ops.expand_dims(order, 0), (ops.shape(v)[0], *ops.shape(order)))
-    return ops.take_along_axis(order_n, ops.expand_dims(ops.to_int(position), -1), axis=-1)[..., 0]
+    return ops.take_along_axis(order, ops.expand_dims(ops.to_int(position), -1), axis=-1)[..., 0]
 
 
 def stick_breaking_pair_weights(z: Array, logits: Array, copula: Copula) -> Array:
@@ -94,15 +93,9 @@ def stick_breaking_pair_weights(z: Array, logits: Array, copula: Copula) -> Arra
     weight_at = prefix * halt  # [*shape, K-1]: weight when the earlier stopper stops at stick m
     weight_at = ops.concatenate([weight_at, 0 * weight_at[..., :1] + 1], axis=-1)  # m = K-1: same
     position_of = ops.argsort(order, axis=-1)  # category -> sorted position
-    pos = ops.take_along_axis(
-        ops.broadcast_to(ops.expand_dims(position_of, 0), (n, *ops.shape(position_of))),
-        ops.expand_dims(z, -1),
-        axis=-1,
-    )[..., 0]
+    pos = ops.take_along_axis(position_of, ops.expand_dims(z, -1), axis=-1)[..., 0]
     m = ops.minimum(ops.expand_dims(pos, 1), ops.expand_dims(pos, 0))  # [n, n, *shape]
-    table = ops.broadcast_to(ops.expand_dims(weight_at, 0), (n, *ops.shape(weight_at)))
-    table = ops.broadcast_to(ops.expand_dims(table, 0), (n, *ops.shape(table)))
-    weights = ops.take_along_axis(table, ops.expand_dims(m, -1), axis=-1)[..., 0]
+    weights = ops.take_along_axis(weight_at, ops.expand_dims(m, -1), axis=-1)[..., 0]
     distinct = ops.expand_dims(z, 1) != ops.expand_dims(z, 0)
     return ops.where(distinct, weights, 1.0)
 
