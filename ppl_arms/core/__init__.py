@@ -58,7 +58,7 @@ from ppl_arms.core.stick_breaking import (
     stick_breaking_pair_weights,
     stick_breaking_sample,
 )
-from ppl_arms.core.surrogate import carrier, score_carrier, with_gradient
+from ppl_arms.core.surrogate import carrier, score_carrier, site_carrier, with_gradient
 
 __all__ = [
     "ARMS",
@@ -104,6 +104,7 @@ __all__ = [
     "pairwise_coefficients",
     "reinforce_coefficients",
     "score_carrier",
+    "site_carrier",
     "stick_breaking_coefficients",
     "stick_breaking_noise_shape",
     "stick_breaking_pair_weights",

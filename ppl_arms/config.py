@@ -1,0 +1,198 @@
+"""Estimator names, per-site resolution, and validation shared by the Pyro and NumPyro adapters.
+
+This is the only place where estimator *names* (strings from the public API and from
+``infer={"estimator": ...}``) are mapped to estimator objects: one table, no ``if``/``elif`` chains.
+
+Names accepted at discrete guide sites:
+
+========== ============================== ================================ =====================
+name       Bernoulli                      Categorical                      other non-reparam.
+========== ============================== ================================ =====================
+``arms``   :class:`~ppl_arms.core.ARMS`   :class:`~ppl_arms.core.CARMS`    LOORF
+``loorf``  LOORF                          LOORF                            LOORF
+``disarm`` :class:`~ppl_arms.core.DisARM` error (Bernoulli only)           LOORF
+``reinforce`` REINFORCE                   REINFORCE                        REINFORCE
+========== ============================== ================================ =====================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ppl_arms.core.copulas import Copula, DirichletCopula, GaussianCopula
+from ppl_arms.core.estimators import (
+    ARMS,
+    CARMS,
+    LOORF,
+    REINFORCE,
+    DisARM,
+    DistKind,
+    SiteEstimator,
+    StickBreakingCARMS,
+)
+
+__all__ = [
+    "CATEGORICAL_COUPLINGS",
+    "COPULAS",
+    "ESTIMATORS",
+    "INFER_KEY",
+    "IWAE_ESTIMATORS",
+    "EstimatorConfig",
+    "SiteMarker",
+    "check_choice",
+]
+
+INFER_KEY = "estimator"
+"""The ``infer`` dict key read at sample sites: ``infer={"estimator": "loorf"}``."""
+
+COPULAS: Mapping[str, Callable[[], Copula]] = {
+    "dirichlet": DirichletCopula,
+    "gaussian": GaussianCopula,
+}
+"""Copula names accepted by ``copula=`` and ``infer={"copula": ...}``."""
+
+CATEGORICAL_COUPLINGS: Mapping[str, Callable[[Copula], SiteEstimator]] = {
+    "inverse_cdf": CARMS,
+    "stick_breaking": StickBreakingCARMS,
+}
+"""How ``"arms"`` couples categorical sites: CARMS-I (default) or stick breaking (O(nK))."""
+
+_Factory = Callable[["EstimatorConfig"], SiteEstimator]
+
+ESTIMATORS: Mapping[str, Mapping[DistKind, _Factory]] = {
+    "arms": {
+        DistKind.BERNOULLI: lambda cfg: ARMS(cfg.copula_obj),
+        DistKind.CATEGORICAL: lambda cfg: CATEGORICAL_COUPLINGS[cfg.categorical_coupling](
+            cfg.copula_obj
+        ),
+        DistKind.OTHER: lambda cfg: LOORF(),
+    },
+    "loorf": {kind: (lambda cfg: LOORF()) for kind in DistKind},
+    "disarm": {
+        DistKind.BERNOULLI: lambda cfg: DisARM(),
+        DistKind.OTHER: lambda cfg: LOORF(),
+    },
+    "reinforce": {kind: (lambda cfg: REINFORCE()) for kind in DistKind},
+}
+"""Estimator families by name and distribution kind (see the module docstring)."""
+
+IWAE_ESTIMATORS = ("arms", "loorf", "vimco")
+"""Estimators of :class:`TraceARMS_IWAE`: local ARMS/CARMS, local LOORF, or VIMCO."""
+
+
+def check_choice(value: Any, valid: Any, what: str, site: str | None = None) -> None:
+    """Raise a ``ValueError`` listing the valid choices if ``value`` is not one of them."""
+    if value not in valid:
+        where = f"site '{site}': " if site is not None else ""
+        options = ", ".join(repr(v) for v in valid)
+        raise ValueError(f"{where}unknown {what} {value!r}; valid choices are {options}")
+
+
+@dataclass(frozen=True)
+class EstimatorConfig:
+    """The loss-level estimator choice, resolved per site with ``infer`` overrides.
+
+    Args:
+        estimator: Default estimator name for discrete guide sites (a key of :data:`ESTIMATORS`).
+        copula: Copula name (a key of :data:`COPULAS`) for ARMS/CARMS.
+        categorical_coupling: A key of :data:`CATEGORICAL_COUPLINGS`.
+        num_samples: Number of coupled samples per site (the particles that share the coupling).
+    """
+
+    estimator: str = "arms"
+    copula: str = "dirichlet"
+    categorical_coupling: str = "inverse_cdf"
+    num_samples: int = 4
+
+    def __post_init__(self) -> None:
+        check_choice(self.estimator, ESTIMATORS, "estimator")
+        check_choice(self.copula, COPULAS, "copula")
+        check_choice(self.categorical_coupling, CATEGORICAL_COUPLINGS, "categorical_coupling")
+        if self.num_samples < 2:
+            raise ValueError(
+                f"num_particles must be >= 2 for leave-one-out and antithetic estimators, got "
+                f"{self.num_samples}"
+            )
+        if self.estimator == "disarm" and self.num_samples % 2:
+            raise ValueError(
+                f"estimator='disarm' uses num_particles/2 antithetic pairs and needs an even "
+                f"num_particles, got {self.num_samples}"
+            )
+
+    @property
+    def copula_obj(self) -> Copula:
+        """The copula instance."""
+        return COPULAS[self.copula]()
+
+    def for_site(self, kind: DistKind, site: str, infer: Mapping[str, Any]) -> SiteEstimator:
+        """The estimator of one discrete (non-reparameterised) guide site.
+
+        Args:
+            kind: The site's distribution kind.
+            site: The site name (for error messages).
+            infer: The site's ``infer`` dict; ``"estimator"`` and ``"copula"`` override the loss.
+
+        Returns:
+            A checked :class:`~ppl_arms.core.SiteEstimator`.
+        """
+        name = infer.get(INFER_KEY, self.estimator)
+        check_choice(name, ESTIMATORS, "estimator", site)
+        copula = infer.get("copula", self.copula)
+        check_choice(copula, COPULAS, "copula", site)
+        family = ESTIMATORS[name]
+        if kind not in family:
+            raise ValueError(
+                f"site '{site}': estimator {name!r} does not apply to a {kind.value} site "
+                f"(DisARM is for Bernoulli sites only); use 'arms' (CARMS at categorical sites) "
+                f"or 'loorf', globally or with infer={{'estimator': 'arms'}} on this site"
+            )
+        cfg = self if copula == self.copula else _replace_copula(self, copula)
+        est = family[kind](cfg)
+        est.check(self.num_samples, site)
+        return est
+
+
+def _replace_copula(cfg: EstimatorConfig, copula: str) -> EstimatorConfig:
+    return EstimatorConfig(cfg.estimator, copula, cfg.categorical_coupling, cfg.num_samples)
+
+
+@dataclass(frozen=True)
+class SiteMarker:
+    """The decision behind ``config_estimator``: which sites get which ``infer`` entries.
+
+    Args:
+        estimator: The estimator name to set (a key of :data:`ESTIMATORS`).
+        sites: Site names to mark, or ``None`` for every discrete latent site.
+        copula: Optional copula name to set alongside.
+    """
+
+    estimator: str
+    sites: frozenset[str] | None = None
+    copula: str | None = None
+
+    def __post_init__(self) -> None:
+        check_choice(self.estimator, ESTIMATORS, "estimator")
+        if self.copula is not None:
+            check_choice(self.copula, COPULAS, "copula")
+
+    def entries(
+        self, name: str, is_latent_sample: bool, reparameterized: bool, infer: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """``infer`` entries to add at a site (never overwriting the site's own settings)."""
+        if not is_latent_sample or (self.sites is not None and name not in self.sites):
+            return {}
+        if reparameterized:
+            if self.sites is not None:
+                raise ValueError(
+                    f"config_estimator(sites=...) names site '{name}', which is reparameterised "
+                    "and gets pathwise gradients; name only discrete sites"
+                )
+            return {}
+        out: dict[str, Any] = {}
+        if INFER_KEY not in infer:
+            out[INFER_KEY] = self.estimator
+        if self.copula is not None and "copula" not in infer:
+            out["copula"] = self.copula
+        return out

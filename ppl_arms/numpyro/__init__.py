@@ -1,0 +1,17 @@
+"""NumPyro adapter: ARMS/CARMS losses for :class:`numpyro.infer.SVI`.
+
+Requires ``numpyro`` and ``jax`` (``pip install "ppl_arms[numpyro]"``).
+"""
+
+try:
+    import numpyro  # noqa: F401
+except ImportError as e:  # pragma: no cover - exercised only without the extra
+    raise ImportError(
+        "ppl_arms.numpyro needs NumPyro and JAX: pip install 'ppl_arms[numpyro]'"
+    ) from e
+
+from ppl_arms.numpyro.config import config_estimator
+from ppl_arms.numpyro.elbo import TraceARMS_ELBO, TraceGraphARMS_ELBO
+from ppl_arms.numpyro.iwae import TraceARMS_IWAE
+
+__all__ = ["TraceARMS_ELBO", "TraceARMS_IWAE", "TraceGraphARMS_ELBO", "config_estimator"]

@@ -1,0 +1,139 @@
+"""The coupling handler: draws n coupled values per discrete site across vmapped particles.
+
+The ELBOs run the particles with ``jax.vmap(..., axis_name=PARTICLE_AXIS)``. Inside the vmapped body
+there is no particle dimension in any shape, so the handler draws the *whole* ``n``-particle copula
+for a site from one key that is shared by all particles (closed over, not batched, so JAX computes
+it once) and picks its own row with ``lax.axis_index``. It wraps the seeded guide (outermost), so it
+sees each site's fully broadcast distribution, after plates, masks and ``infer_config``.
+
+At each non-reparameterised guide site it also checks, inside ``jit``, whether the site's
+parameters are identical across the coupled particles (``pmax == pmin`` per coordinate). Where they
+differ (the parameters depend on upstream per-particle samples), the coupled draw would be biased,
+so that coordinate takes the particle's own i.i.d. sample instead and the loss uses LOORF there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax import lax, random
+from numpyro.primitives import Messenger
+
+from ppl_arms.config import INFER_KEY, EstimatorConfig
+from ppl_arms.core.copulas import NoiseKind
+from ppl_arms.core.estimators import DistKind, SiteEstimator
+from ppl_arms.numpyro._sites import SiteDistribution, unwrap
+
+__all__ = ["PARTICLE_AXIS", "Coupling", "SitePlan"]
+
+PARTICLE_AXIS = "_ppl_arms_particles"
+"""The ``vmap`` axis name of the particles."""
+
+
+@dataclass(frozen=True)
+class SitePlan:
+    """Static (Python) facts about one non-reparameterised guide site, fixed at trace time."""
+
+    name: str
+    kind: DistKind
+    estimator: SiteEstimator
+    event_ndims: int
+
+
+def _draw(key: jax.Array, kind: NoiseKind, shape: tuple[int, ...], dtype: Any) -> jax.Array:
+    if kind is NoiseKind.NORMAL:
+        return random.normal(key, shape, dtype)
+    return random.uniform(key, shape, dtype)
+
+
+class Coupling(Messenger):
+    """Draw coupled values at the discrete sites of a guide running inside a particle ``vmap``.
+
+    Args:
+        fn: The (seeded, substituted) guide.
+        key: The copula key, shared by all particles of one loss evaluation.
+        config: The loss's estimator configuration.
+        first: Index of the first coupled particle on :data:`PARTICLE_AXIS`.
+        num_coupled: Number of coupled particles (``first .. first + num_coupled - 1``); particles
+            outside this range sample i.i.d. (the IWAE bound's own samples).
+    """
+
+    def __init__(
+        self,
+        fn: Any,
+        key: jax.Array,
+        config: EstimatorConfig,
+        first: int = 0,
+        num_coupled: int | None = None,
+    ) -> None:
+        super().__init__(fn)
+        self.key = key
+        self.config = config
+        self.first = first
+        self.num_coupled = config.num_samples if num_coupled is None else num_coupled
+        self.plans: dict[str, SitePlan] = {}
+        self.distributions: dict[str, SiteDistribution] = {}
+        self.shared: dict[str, jax.Array] = {}
+        self._counter = 0
+
+    def process_message(self, msg: dict[str, Any]) -> None:  # noqa: D102
+        if msg["type"] != "sample" or msg["is_observed"]:
+            return
+        name, fn, infer = msg["name"], msg["fn"], msg.get("infer") or {}
+        if infer.get("enumerate"):
+            raise ValueError(
+                f"site '{name}' is marked for enumeration (infer={{'enumerate': ...}}); "
+                "ppl_arms losses sample every discrete site. Use TraceEnum_ELBO for enumerated "
+                "sites, or remove the enumerate marking (e.g. drop config_enumerate)."
+            )
+        if fn.has_rsample:
+            if INFER_KEY in infer:
+                raise ValueError(
+                    f"site '{name}' has infer={{'{INFER_KEY}': {infer[INFER_KEY]!r}}} but its "
+                    f"distribution {type(fn).__name__} is reparameterised and gets pathwise "
+                    "gradients; remove the key (estimators apply to discrete, non-reparameterised "
+                    "sites only)"
+                )
+            return
+        if msg["value"] is not None:
+            raise ValueError(
+                f"guide site '{name}' already has a value (conditioned or substituted); a "
+                "latent guide site must be sampled for its gradient estimate to be valid"
+            )
+        site = unwrap(fn)
+        estimator = self.config.for_site(site.kind, name, infer)
+        self.plans[name] = SitePlan(name, site.kind, estimator, site.event_ndims)
+        self.distributions[name] = site
+        if not estimator.coupled:
+            return
+        index = lax.axis_index(PARTICLE_AXIS)
+        in_range = (index >= self.first) & (index < self.first + self.num_coupled)
+        logits = lax.stop_gradient(site.logits())
+        dtype = logits.dtype
+        site_key = random.fold_in(self.key, self._counter)
+        self._counter += 1
+        specs = estimator.noise_specs(self.num_coupled, site.coord_shape, site.num_categories)
+        noise = tuple(
+            _draw(random.fold_in(site_key, j), spec.kind, spec.shape, dtype)
+            for j, spec in enumerate(specs)
+        )
+        coupled = estimator.coupling(noise)  # unbatched: computed once for all particles
+        row = jnp.clip(index - self.first, 0, self.num_coupled - 1)
+        rows = tuple(
+            lax.dynamic_index_in_dim(x, row if x.shape[0] > 1 else 0, keepdims=True)
+            for x in coupled
+        )
+        z_coupled = estimator.sample(rows, logits)[0]
+        # Shared parameters across the coupled particles? (jit-safe, per coordinate)
+        hi = lax.pmax(jnp.where(in_range, logits, -jnp.inf), PARTICLE_AXIS)
+        lo = lax.pmin(jnp.where(in_range, logits, jnp.inf), PARTICLE_AXIS)
+        shared = hi == lo
+        if site.kind is DistKind.CATEGORICAL:
+            shared = jnp.all(shared, axis=-1)
+        z_own = fn.sample(msg["kwargs"]["rng_key"])
+        use = shared & in_range
+        msg["value"] = jnp.where(use, z_coupled.astype(z_own.dtype), z_own)
+        self.shared[name] = shared
