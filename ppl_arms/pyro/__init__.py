@@ -1,0 +1,18 @@
+"""Pyro adapter: ARMS/CARMS losses for :class:`pyro.infer.SVI`.
+
+Requires ``pyro-ppl`` and ``torch`` (install ``torch==2.13.0`` CPU first, then
+``pip install "ppl_arms[pyro]"``).
+"""
+
+try:
+    import pyro  # noqa: F401
+except ImportError as e:  # pragma: no cover - exercised only without the extra
+    raise ImportError(
+        "ppl_arms.pyro needs Pyro and PyTorch: pip install torch==2.13.0 'ppl_arms[pyro]'"
+    ) from e
+
+from ppl_arms.pyro.config import config_estimator
+from ppl_arms.pyro.elbo import TraceARMS_ELBO, TraceGraphARMS_ELBO
+from ppl_arms.pyro.iwae import TraceARMS_IWAE
+
+__all__ = ["TraceARMS_ELBO", "TraceARMS_IWAE", "TraceGraphARMS_ELBO", "config_estimator"]

@@ -1,0 +1,131 @@
+"""Unwrapping Pyro site distributions into what the estimators need.
+
+A discrete guide site may wrap its ``Bernoulli``, ``Categorical`` or ``OneHotCategorical`` in
+``Independent`` (``to_event``), ``MaskedDistribution`` (``.mask()``) and ``ExpandedDistribution``, in
+any order; ``poutine.mask`` adds ``msg["mask"]`` instead. :func:`unwrap` peels the wrappers and
+gives per-coordinate logits broadcast to the value's coordinates and the combined mask.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from pyro.distributions import Bernoulli, Categorical, OneHotCategorical
+from pyro.distributions.torch_distribution import ExpandedDistribution, MaskedDistribution
+from torch.distributions import Distribution, Independent
+
+from ppl_arms.core.estimators import DistKind
+
+__all__ = ["SiteDistribution", "unwrap"]
+
+
+@dataclass
+class SiteDistribution:
+    """A site's distribution, unwrapped.
+
+    Attributes:
+        kind: Bernoulli, categorical (integer or one-hot), or other.
+        fn: The site's (wrapped) distribution.
+        base: The innermost distribution.
+        one_hot: Whether values are one-hot vectors (``OneHotCategorical``).
+        coord_shape: Shape of the coordinates: the value shape, without the one-hot axis.
+        event_ndims: Event dims of the coordinates (``to_event`` dims, without the one-hot axis).
+        reinterpreted_ndims: Total ``Independent`` dims (for :meth:`unmasked_log_prob`).
+        mask: Boolean mask broadcast to ``coord_shape`` (distribution masks and ``poutine.mask``),
+            or ``None``.
+    """
+
+    kind: DistKind
+    fn: Distribution
+    base: Distribution
+    one_hot: bool
+    coord_shape: tuple[int, ...]
+    event_ndims: int
+    reinterpreted_ndims: int
+    mask: torch.Tensor | None
+
+    def logits(self) -> torch.Tensor:
+        """Differentiable logits broadcast to ``coord_shape`` (``+ (K,)`` for categorical)."""
+        logits = self.base.logits
+        if self.kind is DistKind.CATEGORICAL:
+            return logits.expand(self.coord_shape + logits.shape[-1:])
+        return logits.expand(self.coord_shape)
+
+    @property
+    def num_categories(self) -> int:
+        """``K`` for categorical sites, 2 for Bernoulli, 0 otherwise."""
+        if self.kind is DistKind.CATEGORICAL:
+            return int(self.base.logits.shape[-1])
+        return 2 if self.kind is DistKind.BERNOULLI else 0
+
+    def coordinates(self, value: torch.Tensor) -> torch.Tensor:
+        """Integer (or 0/1) coordinates of a value: argmax of one-hot values, else the value."""
+        return value.argmax(-1) if self.one_hot else value
+
+    def to_value(self, z: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """Turn coordinates back into a value of the site's dtype (one-hot if needed)."""
+        if self.one_hot:
+            return torch.nn.functional.one_hot(z.long(), like.shape[-1]).to(like.dtype)
+        return z.to(like.dtype)
+
+    def unmasked_log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        """``log q(value)`` per batch element, ignoring masks and scales (the score's base)."""
+        lp = self.base.log_prob(value)
+        if self.reinterpreted_ndims:
+            lp = lp.sum(tuple(range(-self.reinterpreted_ndims, 0)))
+        return lp.expand(self.fn.batch_shape)
+
+
+def _as_mask(mask: object, layer_shape: tuple[int, ...], event: int) -> torch.Tensor | None:
+    if mask is None or (isinstance(mask, bool) and mask):
+        return None
+    mask = torch.as_tensor(mask, dtype=torch.bool)
+    mask = mask.reshape(mask.shape + (1,) * event)
+    return mask.expand(layer_shape)
+
+
+def unwrap(fn: Distribution, site_mask: object = None) -> SiteDistribution:
+    """Peel ``Independent``, ``MaskedDistribution`` and ``ExpandedDistribution`` wrappers.
+
+    Args:
+        fn: The site's distribution.
+        site_mask: ``msg["mask"]`` of the site (from ``poutine.mask``), broadcastable to its batch
+            shape, or ``None``.
+
+    Returns:
+        The :class:`SiteDistribution`.
+    """
+    full = tuple(fn.batch_shape) + tuple(fn.event_shape)
+    masks = []
+    reinterpreted = 0
+    inner = fn
+    while True:
+        if isinstance(inner, Independent):
+            reinterpreted += inner.reinterpreted_batch_ndims
+            inner = inner.base_dist
+        elif isinstance(inner, MaskedDistribution):
+            masks.append((inner._mask, len(inner.event_shape)))
+            inner = inner.base_dist
+        elif isinstance(inner, ExpandedDistribution):
+            inner = inner.base_dist
+        else:
+            break
+    one_hot = isinstance(inner, OneHotCategorical)
+    if isinstance(inner, Bernoulli):
+        kind = DistKind.BERNOULLI
+    elif isinstance(inner, Categorical | OneHotCategorical):
+        kind = DistKind.CATEGORICAL
+    else:
+        kind = DistKind.OTHER
+    coord_shape = full[:-1] if one_hot else full
+    event_ndims = len(fn.event_shape) - (1 if one_hot else 0)
+    if one_hot:
+        inner = Categorical(logits=inner.logits)  # same logits; integer coordinates
+    mask = _as_mask(site_mask, coord_shape, event_ndims)
+    for m, layer_event in masks:
+        layer_event -= 1 if one_hot else 0
+        m = _as_mask(m, coord_shape, layer_event)
+        if m is not None:
+            mask = m if mask is None else mask & m
+    return SiteDistribution(kind, fn, inner, one_hot, coord_shape, event_ndims, reinterpreted, mask)

@@ -1,0 +1,122 @@
+"""The coupling handler: draws the n coupled values of each discrete guide site at once.
+
+It wraps the *vectorised* guide (outside Pyro's ``num_particles_vectorized`` plate), so at each site
+it sees the fully broadcast distribution with the particle dimension first, after the guide's own
+plates, masks, scales and ``infer_config``. At a discrete site with a coupled estimator it draws
+the ``n`` values jointly from base noise (Pyro's global torch RNG, so ``pyro.set_rng_seed`` makes
+it reproducible). Where the site's parameters differ across particles (they depend on upstream
+per-particle samples), those coordinates keep Pyro's own i.i.d. draw and the loss uses LOORF.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from pyro.poutine.messenger import Messenger
+from pyro.poutine.subsample_messenger import _Subsample
+
+from ppl_arms.config import INFER_KEY, EstimatorConfig
+from ppl_arms.core.copulas import NoiseKind
+from ppl_arms.core.estimators import DistKind, SiteEstimator
+from ppl_arms.pyro._sites import SiteDistribution, unwrap
+
+__all__ = ["PARTICLE_PLATE", "Coupling", "SitePlan"]
+
+PARTICLE_PLATE = "num_particles_vectorized"
+"""Name of Pyro's particle plate (``ELBO._vectorized_num_particles``)."""
+
+
+@dataclass(frozen=True)
+class SitePlan:
+    """Facts about one non-reparameterised guide site, fixed when it is first sampled."""
+
+    name: str
+    kind: DistKind
+    estimator: SiteEstimator
+    event_ndims: int
+
+
+def _draw(kind: NoiseKind, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+    if kind is NoiseKind.NORMAL:
+        return torch.randn(shape, dtype=like.dtype, device=like.device)
+    return torch.rand(shape, dtype=like.dtype, device=like.device)
+
+
+class Coupling(Messenger):
+    """Draw coupled values at the discrete sites of a vectorised guide.
+
+    Args:
+        config: The loss's estimator configuration.
+        first: Index of the first coupled particle.
+        num_coupled: Number of coupled particles; particles outside
+            ``first .. first + num_coupled - 1`` keep Pyro's i.i.d. draws (the IWAE bound's own).
+        num_particles: Size of the particle plate.
+    """
+
+    def __init__(
+        self, config: EstimatorConfig, first: int, num_coupled: int, num_particles: int
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.first = first
+        self.num_coupled = num_coupled
+        self.num_particles = num_particles
+        self.plans: dict[str, SitePlan] = {}
+        self.distributions: dict[str, SiteDistribution] = {}
+        self.shared: dict[str, torch.Tensor] = {}
+
+    def _pyro_sample(self, msg: dict[str, Any]) -> None:
+        if msg["is_observed"] or isinstance(msg["fn"], _Subsample):
+            return
+        name, fn, infer = msg["name"], msg["fn"], msg.get("infer") or {}
+        if infer.get("enumerate"):
+            raise ValueError(
+                f"site '{name}' is marked for enumeration (infer={{'enumerate': ...}}); "
+                "ppl_arms losses sample every discrete site. Use TraceEnum_ELBO for enumerated "
+                "sites, or remove the enumerate marking (e.g. drop config_enumerate)."
+            )
+        if fn.has_rsample:
+            if INFER_KEY in infer:
+                raise ValueError(
+                    f"site '{name}' has infer={{'{INFER_KEY}': {infer[INFER_KEY]!r}}} but its "
+                    f"distribution {type(fn).__name__} is reparameterised and gets pathwise "
+                    "gradients; remove the key (estimators apply to discrete, non-reparameterised "
+                    "sites only)"
+                )
+            return
+        if msg["value"] is not None or msg["done"]:
+            raise ValueError(
+                f"guide site '{name}' already has a value (conditioned or replayed); a latent "
+                "guide site must be sampled for its gradient estimate to be valid"
+            )
+        site = unwrap(fn, msg.get("mask"))
+        if not site.coord_shape or site.coord_shape[0] != self.num_particles:
+            raise ValueError(
+                f"site '{name}' has shape {site.coord_shape}, whose leading dimension is not the "
+                f"particle plate of size {self.num_particles}; set max_plate_nesting to the "
+                "number of plates of the model (or leave it unset to have it guessed)"
+            )
+        estimator = self.config.for_site(site.kind, name, infer)
+        self.plans[name] = SitePlan(name, site.kind, estimator, site.event_ndims)
+        self.distributions[name] = site
+        if not estimator.coupled:
+            return
+        own = fn.sample()
+        lo, hi = self.first, self.first + self.num_coupled
+        with torch.no_grad():
+            logits = site.logits().detach()
+            part = logits[lo:hi]
+            shared = (part == part[:1]).all(0)
+            if site.kind is DistKind.CATEGORICAL:
+                shared = shared.all(-1)
+            specs = estimator.noise_specs(
+                self.num_coupled, site.coord_shape[1:], site.num_categories
+            )
+            noise = tuple(_draw(s.kind, s.shape, logits) for s in specs)
+            z = estimator.sample(estimator.coupling(noise), part[0])
+            coords = site.coordinates(own).clone()
+            coords[lo:hi] = torch.where(shared, z.to(coords.dtype), coords[lo:hi])
+        msg["value"] = site.to_value(coords, own)
+        self.shared[name] = shared
