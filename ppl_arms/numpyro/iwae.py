@@ -175,7 +175,10 @@ class TraceARMS_IWAE(ELBO):
             align = (1,) * plan.event_ndims if plan.kind is not DistKind.OTHER else ()
             if plan.kind is not DistKind.OTHER:
                 # direct term of the bound for this site: -sum_i w~_i grad log q(z_i), masked
-                direct = -scale * jnp.reshape(w_tilde, w_tilde.shape + align)
+                # direct term of the bound: d(objective)/d log q(z_i) = -(site scale) * w~_i
+                site_scale = out["scales"][name][:n]
+                site_scale = jnp.reshape(site_scale, site_scale.shape + align)
+                direct = -site_scale * jnp.reshape(w_tilde, w_tilde.shape + align)
                 mask = out["masks"].get(name)
                 if mask is not None:
                     direct = direct * mask[:n]
@@ -214,11 +217,14 @@ class TraceARMS_IWAE(ELBO):
                 lp = lax.stop_gradient(lp)  # its direct gradient goes through the logit carrier
             terms.add((site["cond_indep_stack"], -lp))
         log_weight = terms.sum_to(frames) / scale
-        values, params, masks = {}, {}, {}
+        values, params, masks, scales = {}, {}, {}, {}
         for name, plan in plans.items():
             site = traces.guide_trace[name]
             info = traces.coupling.distributions[name]
             values[name] = site["value"]
+            batch = info.coord_shape[: len(info.coord_shape) - info.event_ndims]
+            site_scale = 1.0 if site["scale"] is None else site["scale"]
+            scales[name] = jnp.broadcast_to(jnp.asarray(site_scale, log_weight.dtype), batch)
             if plan.kind is DistKind.OTHER:
                 params[name] = info.unmasked_log_prob(site["value"])
             else:
@@ -230,6 +236,7 @@ class TraceARMS_IWAE(ELBO):
             "values": values,
             "params": params,
             "masks": masks,
+            "scales": scales,
             "shared": dict(traces.coupling.shared),
             "mutable": traces.mutable_state(),
         }

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from pyro.ops.provenance import detach_provenance
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.subsample_messenger import _Subsample
 
@@ -106,7 +107,7 @@ class Coupling(Messenger):
         own = fn.sample()
         lo, hi = self.first, self.first + self.num_coupled
         with torch.no_grad():
-            logits = site.logits().detach()
+            logits = detach_provenance(site.logits()).detach()
             part = logits[lo:hi]
             shared = (part == part[:1]).all(0)
             if site.kind is DistKind.CATEGORICAL:
@@ -116,7 +117,7 @@ class Coupling(Messenger):
             )
             noise = tuple(_draw(s.kind, s.shape, logits) for s in specs)
             z = estimator.sample(estimator.coupling(noise), part[0])
-            coords = site.coordinates(own).clone()
+            coords = site.coordinates(detach_provenance(own)).clone()
             coords[lo:hi] = torch.where(shared, z.to(coords.dtype), coords[lo:hi])
         msg["value"] = site.to_value(coords, own)
         self.shared[name] = shared

@@ -171,7 +171,11 @@ class TraceARMS_IWAE(_CoupledELBO):
             align = (1,) * plan.event_ndims if plan.kind is not DistKind.OTHER else ()
             params = info.unmasked_log_prob(value) if plan.kind is DistKind.OTHER else info.logits()
             if plan.kind is not DistKind.OTHER:
-                direct = -scale * w_tilde.reshape(w_tilde.shape + align)
+                # direct term of the bound: d(objective)/d log q(z_i) = -(site scale) * w~_i
+                site_scale = torch.as_tensor(guide_trace.nodes[name]["scale"], dtype=w_tilde.dtype)
+                site_scale = site_scale.expand(info.fn.batch_shape)[:n]
+                site_scale = site_scale.reshape(site_scale.shape + align)
+                direct = -site_scale * w_tilde.reshape(w_tilde.shape + align)
                 if info.mask is not None:
                     direct = direct * info.mask[:n]
                 total = total + carrier(
