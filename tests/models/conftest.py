@@ -1,0 +1,1 @@
+from tests.models._common import digits  # noqa: F401  (session fixture)
