@@ -37,6 +37,21 @@ def check_guide_covers_model(model_trace: Trace, guide_trace: Trace) -> None:
             )
 
 
+@contextlib.contextmanager
+def _explain_plate_collisions(max_plate_nesting: float) -> Iterator[None]:
+    try:
+        yield
+    except ValueError as e:
+        if "num_particles_vectorized" not in str(e):
+            raise
+        raise ValueError(
+            f"the particle plate collides with a model plate: max_plate_nesting="
+            f"{max_plate_nesting} counts the particle plate, so it must be the model's plate "
+            "nesting plus one (pass the model's own nesting to the loss, or leave "
+            f"max_plate_nesting unset to have it guessed). Pyro said: {e}"
+        ) from e
+
+
 class _CoupledELBO(ELBO):
     """Shared machinery: vectorised particles, the coupled traces, and the three entry points."""
 
@@ -106,7 +121,7 @@ class _CoupledELBO(ELBO):
         coupling = self._coupling()
         tracker = TrackNonReparam() if self._track_provenance else contextlib.nullcontext()
         graph_type = "dense" if self._track_provenance else "flat"
-        with tracker:
+        with tracker, _explain_plate_collisions(self.max_plate_nesting):
             guide_trace = poutine.trace(coupling(guide), graph_type=graph_type).get_trace(
                 *args, **kwargs
             )
