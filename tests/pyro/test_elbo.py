@@ -197,7 +197,7 @@ def test_infer_estimator_on_a_continuous_site():
         pyro.sample("y", dist.Normal(0.0, 1.0))
         model(x)
 
-    with pytest.raises(ValueError, match="site 'y'.*reparameterised"):
+    with pytest.raises(ValueError, match=r"site 'y'.*reparameterised"):
         _run(TraceARMS_ELBO(4), bad_model, bad_guide)
 
 
@@ -230,7 +230,7 @@ def test_disarm_at_a_categorical_site_and_vimco_overrides():
 
     with pytest.raises(ValueError, match="site 'c': estimator 'disarm' does not apply"):
         _run(TraceARMS_ELBO(4, estimator="disarm", max_plate_nesting=0), cat_model, cat_guide)
-    with pytest.raises(ValueError, match="site 'z' asks for.*estimator='vimco'"):
+    with pytest.raises(ValueError, match=r"site 'z' asks for.*estimator='vimco'"):
         _run(
             TraceARMS_IWAE(3, estimator="vimco", max_plate_nesting=1),
             model,
