@@ -69,8 +69,9 @@ def numpyro_ppl() -> PPL:
     import numpyro.distributions as dist
 
     def data_plate(batch_size: int, num_data: int | None) -> Any:
-        size = batch_size if num_data is None else num_data
-        return numpyro.plate(DATA_PLATE, size, subsample_size=batch_size, dim=-1)
+        if num_data is None:
+            return numpyro.plate(DATA_PLATE, batch_size, dim=-1)
+        return numpyro.plate(DATA_PLATE, num_data, subsample_size=batch_size, dim=-1)
 
     def param(name: str, init: np.ndarray, like: Any) -> Any:
         return numpyro.param(name, jnp.asarray(init, dtype=like.dtype))
@@ -117,8 +118,9 @@ def pyro_ppl() -> PPL:
     import torch
 
     def data_plate(batch_size: int, num_data: int | None) -> Any:
-        size = batch_size if num_data is None else num_data
-        return pyro.plate(DATA_PLATE, size, subsample_size=batch_size, dim=-1)
+        if num_data is None:
+            return pyro.plate(DATA_PLATE, batch_size, dim=-1)
+        return pyro.plate(DATA_PLATE, num_data, subsample_size=batch_size, dim=-1)
 
     def constant(a: np.ndarray, like: Any) -> Any:
         return torch.as_tensor(a, dtype=like.dtype, device=like.device)

@@ -16,7 +16,7 @@ SMALL = {
     "categorical_vae_linear": {"num_latents": 4, "num_categories": 3},
     "categorical_vae_nonlinear": {"num_latents": 4, "num_categories": 3, "hidden_size": 12},
     "structured_prediction": {"num_latents": 4, "num_categories": 3, "hidden_size": 12},
-    "sigmoid_belief_net": {"latent_sizes": (8, 4)},
+    "sigmoid_belief_net": {"latent_sizes": (8, 8)},  # site shapes shared with binary_vae
 }
 assert set(SMALL) == set(MODELS), "every registered model needs tiny test sizes"
 

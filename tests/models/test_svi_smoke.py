@@ -44,14 +44,16 @@ def _is_disarm(loss):
     return getattr(getattr(loss, "config", None), "estimator", None) == "disarm"
 
 
-def _numpyro_steps(name, loss, x, **config):
-    model, guide = build_model(name, "numpyro", np.mean(x, axis=0), **SMALL[name], **config)
+def _numpyro_steps(name, loss, x, jit=False):
+    """Eager steps reuse JAX's per-op cache across tests; ``jit`` is cheaper for one-off shapes."""
+    model, guide = build_model(name, "numpyro", np.mean(x, axis=0), **SMALL[name])
     svi = SVI(model, guide, Adam(STEP_SIZE), loss)
     state = svi.init(jax.random.key(0), x)
     before = svi.get_params(state)
+    update = jax.jit(svi.update) if jit else svi.update
     losses = []
     for _ in range(NUM_STEPS):
-        state, value = svi.update(state, x)
+        state, value = update(state, x)
         losses.append(float(value))
     return losses, before, svi.get_params(state)
 
@@ -104,7 +106,7 @@ def test_pyro_two_svi_steps(digits, name, make_loss):
 def test_float32_numpyro_svi(digits):
     """float32 input -> float32 parameters; SVI runs (one model: float32 recompiles every op)."""
     x = jnp.asarray(binary_batch(digits).astype(np.float32))
-    losses, before, after = _numpyro_steps("structured_prediction", TraceARMS_ELBO(4), x)
+    losses, before, after = _numpyro_steps("structured_prediction", TraceARMS_ELBO(4), x, jit=True)
     assert np.all(np.isfinite(losses))
     assert {str(v.dtype) for v in after.values()} == {"float32"}
     _assert_moved(before, after)
