@@ -1,9 +1,8 @@
 """Shared sizes and data for the model-zoo tests (digits, tiny layers, small batches)."""
 
 import numpy as np
-import pytest
 
-from models import MODELS, dynamic_binarize, load_digits
+from models import MODELS, dynamic_binarize
 
 BATCH_SIZE = 6
 NUM_PARTICLES = 4
@@ -21,11 +20,6 @@ SMALL = {
 assert set(SMALL) == set(MODELS), "every registered model needs tiny test sizes"
 
 MODEL_NAMES = sorted(MODELS)
-
-
-@pytest.fixture(scope="session")
-def digits():
-    return load_digits()
 
 
 def binary_batch(digits, size=BATCH_SIZE, seed=0):
