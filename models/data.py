@@ -3,14 +3,14 @@
 Every loader returns a :class:`Dataset` of float32 pixel intensities in ``[0, 1]``, flattened to
 ``[N, D]``, split into train/valid/test as in the ARMS and CARMS experiments:
 
-=================  ==========================================  ======  =====  =====  ==========
-name               source                                      train   valid  test   image
-=================  ==========================================  ======  =====  =====  ==========
-``digits``         scikit-learn's bundled 8x8 digits (offline)  1,197    300    300  8 x 8
-``fashion_mnist``  Debian package ``dataset-fashion-mnist``     50,000  10,000 10,000 28 x 28
-``mnist``          MNIST IDX files in a local directory         50,000  10,000 10,000 28 x 28
-``omniglot``       the IWAE ``chardata.mat`` (local file)       23,000  1,345  8,070  28 x 28
-=================  ==========================================  ======  =====  =====  ==========
+================= ============================================ ====== ====== ====== =======
+name              source                                       train  valid  test   image
+================= ============================================ ====== ====== ====== =======
+``digits``        scikit-learn's bundled 8x8 digits (offline)  1,197  300    300    8x8
+``fashion_mnist`` Debian package ``dataset-fashion-mnist``     50,000 10,000 10,000 28x28
+``mnist``         MNIST IDX files in a local directory         50,000 10,000 10,000 28x28
+``omniglot``      the IWAE ``chardata.mat`` (a local file)     23,000 1,345  8,070  28x28
+================= ============================================ ====== ====== ====== =======
 
 The MNIST-style splits are: train = the first 50,000 training images, valid = the last 10,000,
 test = the 10,000 test images. The digits split is a seeded permutation (seed
