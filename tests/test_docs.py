@@ -5,7 +5,9 @@
   an explicit ``autoclass``/``autofunction``/``autodata``) and has a docstring of its own.
 * ``test_strict_build_inventory``: the strict, offline Sphinx build succeeds (in a subprocess, a
   few seconds) and its object inventory lists every public name.
-* The slow tests run the NumPyro quick-start scripts and the README example.
+* The slow tests run the NumPyro and Pyro quick-start scripts and the README examples (with
+  warnings as errors). The Pyro runs get ``OMP_NUM_THREADS=1``: with tiny tensors on a busy
+  machine, torch's intra-op threads make them many times slower.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import inspect
+import os
 import pkgutil
 import re
 import subprocess
@@ -25,7 +28,13 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 API_PAGES = DOCS / "api"
-PACKAGES = ("ppl_arms.core", "ppl_arms.config", "ppl_arms.testing", "ppl_arms.numpyro")
+PACKAGES = (
+    "ppl_arms.core",
+    "ppl_arms.config",
+    "ppl_arms.testing",
+    "ppl_arms.numpyro",
+    "ppl_arms.pyro",
+)
 BUILD_TIMEOUT_S = 120
 EXAMPLE_TIMEOUT_S = 300
 
@@ -169,9 +178,14 @@ def test_strict_build_inventory(tmp_path):
     assert not missing, f"missing from the built inventory: {missing}"
 
 
-def _run(args: list[str]) -> str:
+def _run(args: list[str], env: dict[str, str] | None = None) -> str:
     result = subprocess.run(
-        [sys.executable, *args], capture_output=True, text=True, timeout=EXAMPLE_TIMEOUT_S, cwd=ROOT
+        [sys.executable, *args],
+        capture_output=True,
+        text=True,
+        timeout=EXAMPLE_TIMEOUT_S,
+        cwd=ROOT,
+        env=None if env is None else {**os.environ, **env},
     )
     assert result.returncode == 0, f"{args} failed:\n{result.stdout}\n{result.stderr}"
     return result.stdout
@@ -194,10 +208,10 @@ def test_numpyro_mixture_example_runs():
     assert int(m.group(1)) > 50, out  # far above chance (1/3) if the assignments were learned
 
 
-def _readme_example() -> str:
+def _readme_example(marker: str = "readme-example") -> str:
     text = (ROOT / "README.md").read_text()
-    m = re.search(r"<!-- readme-example -->\s*```python\n(.*?)```", text, re.S)
-    assert m, "README.md has no python block after the `<!-- readme-example -->` marker"
+    m = re.search(rf"<!-- {marker} -->\s*```python\n(.*?)```", text, re.S)
+    assert m, f"README.md has no python block after the `<!-- {marker} -->` marker"
     return m.group(1)
 
 
@@ -206,6 +220,53 @@ def test_readme_example_runs(tmp_path):
     script = tmp_path / "readme_example.py"
     script.write_text(_readme_example())
     out = _run(["-W", "error", str(script)])
+    m = re.search(r"q\(fair\) = ([0-9.]+) \(exact posterior ([0-9.]+)\)", out)
+    assert m, out
+    fitted, exact = map(float, m.groups())
+    assert abs(fitted - exact) < 0.02, out
+
+
+PYRO_ENV = {"OMP_NUM_THREADS": "1"}
+
+
+def _elbo_per_point(out: str) -> tuple[float, float]:
+    m = re.search(r"ELBO per data point: (\S+) -> (\S+)", out)
+    assert m, out
+    start, end = map(float, m.groups())
+    return start, end
+
+
+@pytest.mark.slow
+def test_pyro_binary_vae_example_runs():
+    out = _run(["-W", "error", "docs/examples/pyro_binary_vae.py"], PYRO_ENV)
+    start, end = _elbo_per_point(out)
+    assert end > start + 1.0, (start, end)
+
+
+@pytest.mark.slow
+def test_pyro_module_route_example_runs():
+    out = _run(["-W", "error", "docs/examples/pyro_module_route.py"], PYRO_ENV)
+    start, end = _elbo_per_point(out)
+    assert end > start + 1.0, (start, end)
+
+
+@pytest.mark.slow
+def test_pyro_mixture_example_runs():
+    out = _run(["-W", "error", "docs/examples/pyro_mixture.py"], PYRO_ENV)
+    m = re.search(r"posterior mean locations: (\S+), (\S+), (\S+)", out)
+    assert m, out
+    locs = [float(v) for v in m.groups()]
+    assert all(abs(a - b) < 0.5 for a, b in zip(locs, [-4.0, 0.0, 4.0], strict=True)), out
+    m = re.search(r"points assigned to their true cluster: (\d+)%", out)
+    assert m, out
+    assert int(m.group(1)) > 50, out  # far above chance (1/3) if the assignments were learned
+
+
+@pytest.mark.slow
+def test_readme_pyro_example_runs(tmp_path):
+    script = tmp_path / "readme_pyro_example.py"
+    script.write_text(_readme_example("readme-example-pyro"))
+    out = _run(["-W", "error", str(script)], PYRO_ENV)
     m = re.search(r"q\(fair\) = ([0-9.]+) \(exact posterior ([0-9.]+)\)", out)
     assert m, out
     fitted, exact = map(float, m.groups())
