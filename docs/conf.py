@@ -123,49 +123,7 @@ def _resolve_reexported(app, env, node, contnode):
     return None
 
 
-_TABLE_BORDER = re.compile(r"^=+( +=+)+\s*$")
-_MALFORMED_TABLES = {("module", "ppl_arms.config")}
-"""Docstrings with a simple table whose first-column text overflows its ``====`` border.
-
-``ppl_arms/config.py:14``: the cell ````reinforce```` is wider than the first column, which docutils
-rejects ("Malformed table. Text in column margin"). The docstring is not edited from here; the
-table is re-laid out at build time instead (same cells, columns widened to fit), by
-:func:`_relayout_simple_table`, for exactly the docstrings listed.
-"""
-
-
-def _relayout_simple_table(lines: list[str]) -> list[str]:
-    """Re-align a simple table whose first column holds single tokens that may overflow it.
-
-    Columns two and on are read at their border positions (their text is aligned); the first cell
-    of a row is its first space-free token.
-    """
-    borders = [i for i, line in enumerate(lines) if _TABLE_BORDER.match(line)]
-    if len(borders) < 2:
-        return lines
-    first, last = borders[0], borders[-1]
-    starts = [m.start() for m in re.finditer(r"=+", lines[first])]
-    rows: list[list[str] | None] = []
-    for line in lines[first : last + 1]:
-        if _TABLE_BORDER.match(line):
-            rows.append(None)
-            continue
-        head = line.split(" ", 1)[0]
-        second = line[len(head) : starts[2]].strip()
-        rest = [line[a:b].strip() for a, b in zip(starts[2:], [*starts[3:], None], strict=True)]
-        rows.append([head, second, *rest])
-    widths = [max(len(r[c]) for r in rows if r is not None) for c in range(len(starts))]
-    border = " ".join("=" * w for w in widths)
-    table = [
-        border if r is None else " ".join(c.ljust(w) for c, w in zip(r, widths, strict=True))
-        for r in rows
-    ]
-    return [*lines[:first], *(row.rstrip() for row in table), *lines[last + 1 :]]
-
-
 def _repair_docstring(app, what, name, obj, options, lines):
-    if (what, name) in _MALFORMED_TABLES:
-        lines[:] = _relayout_simple_table(lines)
     if what == "data" and (not lines or _is_type_docstring(obj, lines)):
         lines[:] = _reexported_data_docstring(name)
 
@@ -174,33 +132,6 @@ def _is_type_docstring(obj: object, lines: list[str]) -> bool:
     """Whether autodoc fell back to the docstring of the value's type (``float``, ``tuple``)."""
     own = inspect.getdoc(type(obj)) or ""
     return "\n".join(lines).strip() == own.strip()
-
-
-_ATTRIBUTE_KINDS = ("attribute", "data", "property")
-
-
-def _restore_attribute_prose(app, what, name, obj, options, lines):
-    """Undo napoleon's inline ``type: description`` split of attribute docstrings.
-
-    napoleon reads the first line ``X: y`` of an attribute docstring as type ``X`` and description
-    ``y``. This project writes types as annotations and only prose in attribute docstrings (e.g.
-    ``Boolean ``phi < 0``: the orientation switch``), so the split text is joined back.
-    """
-    if what not in _ATTRIBUTE_KINDS:
-        return
-    for i in range(len(lines) - 1, -1, -1):
-        if lines[i].startswith(":type: "):
-            prefix = lines[i][len(":type: ") :]
-            del lines[i]
-            while lines and not lines[-1].strip():
-                lines.pop()
-            if lines:
-                lines[0] = f"{prefix}: {lines[0]}"
-            else:
-                lines.append(prefix)
-            return
-        if lines[i].strip():
-            return
 
 
 def _reexported_data_docstring(name: str) -> list[str]:
@@ -258,7 +189,5 @@ def _show_default_factories(cls: type, signature: str) -> str:
 
 def setup(app):
     app.connect("missing-reference", _resolve_reexported)
-    # Before napoleon (priority 500), which parses the docstrings this handler repairs.
     app.connect("autodoc-process-docstring", _repair_docstring, priority=400)
-    app.connect("autodoc-process-docstring", _restore_attribute_prose, priority=600)
     app.connect("autodoc-process-signature", _clean_signature)

@@ -5,14 +5,14 @@ This is the only place where estimator *names* (strings from the public API and 
 
 Names accepted at discrete guide sites:
 
-========== ============================== ================================ =====================
-name       Bernoulli                      Categorical                      other non-reparam.
-========== ============================== ================================ =====================
-``arms``   :class:`~ppl_arms.core.ARMS`   :class:`~ppl_arms.core.CARMS`    LOORF
-``loorf``  LOORF                          LOORF                            LOORF
-``disarm`` :class:`~ppl_arms.core.DisARM` error (Bernoulli only)           LOORF
-``reinforce`` REINFORCE                   REINFORCE                        REINFORCE
-========== ============================== ================================ =====================
+============= ================================ ================================ ===================
+name          Bernoulli                        Categorical                      other non-reparam.
+============= ================================ ================================ ===================
+``arms``      :class:`~ppl_arms.core.ARMS`     :class:`~ppl_arms.core.CARMS`    LOORF
+``loorf``     LOORF                            LOORF                            LOORF
+``disarm``    :class:`~ppl_arms.core.DisARM`   error (Bernoulli only)           LOORF
+``reinforce`` REINFORCE                        REINFORCE                        REINFORCE
+============= ================================ ================================ ===================
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 INFER_KEY = "estimator"
-"""The ``infer`` dict key read at sample sites: ``infer={"estimator": "loorf"}``."""
+"""The key read from the ``infer`` dict of sample sites, as in ``infer={"estimator": "loorf"}``."""
 
 COPULAS: Mapping[str, Callable[[], Copula]] = {
     "dirichlet": DirichletCopula,
@@ -57,7 +57,7 @@ CATEGORICAL_COUPLINGS: Mapping[str, Callable[[Copula], SiteEstimator]] = {
     "inverse_cdf": CARMS,
     "stick_breaking": StickBreakingCARMS,
 }
-"""How ``"arms"`` couples categorical sites: CARMS-I (default) or stick breaking (O(nK))."""
+"""The couplings ``"arms"`` can use at categorical sites, CARMS-I (default) or stick breaking."""
 
 _Factory = Callable[["EstimatorConfig"], SiteEstimator]
 
@@ -79,7 +79,7 @@ ESTIMATORS: Mapping[str, Mapping[DistKind, _Factory]] = {
 """Estimator families by name and distribution kind (see the module docstring)."""
 
 IWAE_ESTIMATORS = ("arms", "loorf", "vimco")
-"""Estimators of :class:`TraceARMS_IWAE`: local ARMS/CARMS, local LOORF, or VIMCO."""
+"""The estimator names accepted by ``TraceARMS_IWAE`` (local ARMS/CARMS, local LOORF, VIMCO)."""
 
 
 def check_choice(value: Any, valid: Any, what: str, site: str | None = None) -> None:

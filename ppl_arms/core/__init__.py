@@ -1,7 +1,7 @@
 """Backend-neutral estimator mathematics (torch or JAX arrays in, arrays out; noise passed in).
 
 Nothing here imports Pyro or NumPyro. Every function takes arrays with the sample axis first and
-works unchanged on ``torch.Tensor`` and ``jax.Array`` (see :mod:`ppl_arms.core._ops`).
+works unchanged on ``torch.Tensor`` and ``jax.Array`` (see ``ppl_arms/core/_ops.py``).
 """
 
 from ppl_arms.core.arms import arms_coefficients, arms_debias, arms_pair_probability

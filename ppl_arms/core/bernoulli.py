@@ -35,7 +35,7 @@ class BernoulliParts(NamedTuple):
     minority: Array
     r""":math:`m=\min(p, q)`, the probability of the rarer outcome."""
     negative: Array
-    """Boolean ``phi < 0`` (``p < 1/2``): the orientation switch of the ARMS sampler."""
+    """Whether ``phi < 0`` (``p < 1/2``), the orientation switch of the ARMS sampler."""
 
 
 def bernoulli_parts(logits: Array) -> BernoulliParts:

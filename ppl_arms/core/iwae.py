@@ -1,7 +1,7 @@
 r"""Multi-sample (IWAE) bound terms: the bound, VIMCO signals, and local ARMS/CARMS/LOORF signals.
 
 With log-weights :math:`\ell_i=\log p_\theta(x,z_i)-\log q_\phi(z_i\mid x)` of ``n`` i.i.d. samples,
-the bound is :math:`\hat{\mathcal L}=\log\frac1n\sum_i e^{\ell_i}`. Its gradient splits into a score
+the bound is :math:`\hat{\mathcal L}=\log\frac1n\sum_i e^{\ell_i}` ([IWAE]_). Its gradient splits into a score
 part (one discrete-gradient problem per sample ``k``) and a *direct* part
 :math:`\sum_i\tilde w_i\nabla_\phi\ell_i` that autodiff of :math:`\hat{\mathcal L}` with ``z`` held fixed
 produces. The direct part is not zero-mean and must be kept.

@@ -14,7 +14,7 @@ from pyro.infer.tracegraph_elbo import TrackNonReparam
 from pyro.infer.util import MultiFrameTensor, is_validation_enabled, torch_backward, torch_item
 from pyro.ops.provenance import detach_provenance, get_provenance
 from pyro.poutine.trace_struct import Trace
-from pyro.poutine.util import prune_subsample_sites
+from pyro.poutine.util import prune_subsample_sites, site_is_subsample
 from pyro.util import check_model_guide_match, check_site_shape, warn_if_nan
 
 from ppl_arms.config import EstimatorConfig
@@ -28,6 +28,8 @@ __all__ = ["TraceARMS_ELBO", "TraceGraphARMS_ELBO"]
 def check_guide_covers_model(model_trace: Trace, guide_trace: Trace) -> None:
     """Raise if the model has a latent sample site that the guide does not sample."""
     for name, site in model_trace.nodes.items():
+        if site_is_subsample(site):
+            continue  # a plate's subsample site (plates may be model-only)
         if site["type"] == "sample" and not site["is_observed"] and name not in guide_trace.nodes:
             kind = "continuous" if getattr(site["fn"], "has_rsample", False) else "discrete"
             raise ValueError(
@@ -233,7 +235,7 @@ class TraceARMS_ELBO(_CoupledELBO):
 
     A site whose parameters differ across particles (they depend on upstream per-particle samples)
     keeps Pyro's i.i.d. draws there and uses LOORF, which stays unbiased. Implements ``loss``,
-    ``loss_and_grads`` and ``differentiable_loss`` (so ``elbo(model, guide)`` is an
+    ``loss_and_grads`` and ``differentiable_loss`` (so ``elbo(model, guide)`` is a
     :class:`torch.nn.Module`); particles are always vectorised.
 
     Args:

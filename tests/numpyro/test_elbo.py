@@ -301,3 +301,21 @@ def test_iwae_refuses_subsampling_outside_the_bound_plates():
         _loss(TraceARMS_IWAE(3, bound_plates=()), sub_model, sub_guide)
     with pytest.raises(ValueError, match="bound_plates names plate 'nope'"):
         _loss(TraceARMS_IWAE(3, bound_plates=("nope",)), sub_model, sub_guide)
+
+
+def test_model_only_observation_plate_is_fine():
+    def coin_model(flips):
+        fair = numpyro.sample("fair", dist.Bernoulli(0.5))
+        p = jnp.where(fair == 1, 0.5, 0.9)
+        with numpyro.plate("tosses", flips.shape[0]):
+            numpyro.sample("flips", dist.Bernoulli(p), obs=flips)
+
+    def coin_guide(flips):
+        q = numpyro.param("q", 0.5, constraint=dist.constraints.unit_interval)
+        numpyro.sample("fair", dist.Bernoulli(q))
+
+    flips = jnp.array([1.0, 1, 0, 1, 1, 1, 0, 1])
+    for loss in [TraceARMS_ELBO(4), TraceGraphARMS_ELBO(4), TraceARMS_IWAE(3)]:
+        assert np.isfinite(
+            loss.loss(jax.random.key(0), {"q": jnp.array(0.3)}, coin_model, coin_guide, flips)
+        )

@@ -250,3 +250,22 @@ def test_config_estimator_decorator_and_site_selection():
 
     tr = poutine.trace(marked).get_trace(X)
     assert tr.nodes["z"]["infer"] == {"estimator": "loorf"}
+
+
+def test_model_only_observation_plate_is_fine():
+    """A plate that only the model has (around observations) is not an uncovered latent."""
+
+    def coin_model(flips):
+        fair = pyro.sample("fair", dist.Bernoulli(0.5))
+        p = 0.5 * fair + 0.9 * (1 - fair)
+        with pyro.plate("tosses", len(flips)):
+            pyro.sample("flips", dist.Bernoulli(p), obs=flips)
+
+    def coin_guide(flips):
+        q = pyro.param("q", torch.tensor(0.5), constraint=constraints.unit_interval)
+        pyro.sample("fair", dist.Bernoulli(q))
+
+    flips = torch.tensor([1.0, 1, 0, 1, 1, 1, 0, 1])
+    for loss in [TraceARMS_ELBO(4), TraceGraphARMS_ELBO(4), TraceARMS_IWAE(3)]:
+        pyro.clear_param_store()
+        assert np.isfinite(loss.loss(coin_model, coin_guide, flips))
