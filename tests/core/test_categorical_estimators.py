@@ -283,10 +283,16 @@ CATEGORICAL_ESTIMATORS = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("name", "est"), CATEGORICAL_ESTIMATORS, ids=[x[0] for x in CATEGORICAL_ESTIMATORS]
-)
-@pytest.mark.parametrize("n", [2, 3, 4])
+def _mc_cases():
+    for label, est in CATEGORICAL_ESTIMATORS:
+        for n in (2, 3, 4):
+            # the Gaussian copula's pair pmf (20-point quadrature per rectangle corner and ordering)
+            # is the costliest; its n = 4 case runs with the slow tests
+            marks = [pytest.mark.slow] if (label == "carms-gaussian" and n == 4) else []
+            yield pytest.param(label, est, n, marks=marks, id=f"{label}-{n}")
+
+
+@pytest.mark.parametrize(("name", "est", "n"), list(_mc_cases()))
 def test_monte_carlo_unbiased(backend, rng, name, est, n):
     d, k = 2, 3
     logits = np.array([[2.0, -1.0, 0.5], [-4.2, 0.3, 0.0]])

@@ -89,7 +89,7 @@ def test_numpyro_two_svi_steps(digits, name, make_loss):
         with pytest.raises(ValueError, match=f"site '{site}'.*Bernoulli sites only"):
             _numpyro_steps(name, loss, x)
         return
-    losses, before, after = _numpyro_steps(name, loss, x)
+    losses, before, after = _numpyro_steps(name, loss, x, jit=True)
     assert np.all(np.isfinite(losses)), losses
     _assert_moved(before, after)
 

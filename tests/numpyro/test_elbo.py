@@ -200,8 +200,10 @@ def test_float32_runs():
         params = {"phi": jnp.array([0.5, -1.0, 1.5], dtype=jnp.float32)}
         x32 = X.astype(jnp.float32)
         for loss in LOSSES:
-            v, g = jax.value_and_grad(
-                lambda p, loss=loss: loss.loss(jax.random.key(0), p, model, guide, x32)
+            v, g = jax.jit(
+                jax.value_and_grad(
+                    lambda p, loss=loss: loss.loss(jax.random.key(0), p, model, guide, x32)
+                )
             )(params)
             assert v.dtype == jnp.float32 and np.isfinite(v) and np.all(np.isfinite(g["phi"]))
 
