@@ -10,8 +10,19 @@ except ImportError as e:  # pragma: no cover - exercised only without the extra
         "ppl_arms.numpyro needs NumPyro and JAX: pip install 'ppl_arms[numpyro]'"
     ) from e
 
+from ppl_arms.numpyro.autoguide import AutoMixedMeanField
 from ppl_arms.numpyro.config import config_estimator
+from ppl_arms.numpyro.diagnostics import gradient_variance
 from ppl_arms.numpyro.elbo import TraceARMS_ELBO, TraceGraphARMS_ELBO
+from ppl_arms.numpyro.inference_data import to_inference_data
 from ppl_arms.numpyro.iwae import TraceARMS_IWAE
 
-__all__ = ["TraceARMS_ELBO", "TraceARMS_IWAE", "TraceGraphARMS_ELBO", "config_estimator"]
+__all__ = [
+    "AutoMixedMeanField",
+    "TraceARMS_ELBO",
+    "TraceARMS_IWAE",
+    "TraceGraphARMS_ELBO",
+    "config_estimator",
+    "gradient_variance",
+    "to_inference_data",
+]

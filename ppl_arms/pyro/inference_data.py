@@ -1,0 +1,136 @@
+"""``to_inference_data``: posterior (and posterior predictive) draws of a fitted guide for ArviZ."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from pyro import poutine
+from pyro.poutine.trace_struct import Trace
+from pyro.poutine.util import site_is_subsample
+
+from ppl_arms._arviz import PlateInfo, SiteInfo, build_inference_data
+
+__all__ = ["to_inference_data"]
+
+
+def _is_deterministic(site: dict[str, Any]) -> bool:
+    return bool(site["is_observed"] and site["infer"].get("_deterministic"))
+
+
+def _sample_sites(tr: Trace) -> dict[str, dict[str, Any]]:
+    return {
+        name: site
+        for name, site in tr.nodes.items()
+        if site["type"] == "sample" and not site_is_subsample(site)
+    }
+
+
+def _structure(model_trace: Trace) -> dict[str, SiteInfo]:
+    sites = {}
+    for name, site in _sample_sites(model_trace).items():
+        plates = []
+        for frame in site["cond_indep_stack"]:
+            if not frame.vectorized:
+                continue
+            full = frame.full_size or frame.size
+            if full != frame.size:
+                raise ValueError(
+                    f"plate '{frame.name}' subsamples {frame.size} of {full} elements at site "
+                    f"'{name}', so its draws would cover one minibatch only. Call "
+                    "to_inference_data with the model arguments that switch subsampling off "
+                    "(e.g. subsample_size=None) and the full data."
+                )
+            plates.append(PlateInfo(frame.name, frame.dim, full))
+        shape = tuple(site["value"].shape)
+        sites[name] = SiteInfo(name, shape, site["fn"].event_dim, tuple(plates))
+    return sites
+
+
+def to_inference_data(
+    model: Callable,
+    guide: Callable,
+    *args: Any,
+    num_samples: int = 1000,
+    posterior_predictive: bool = True,
+    losses: Sequence[float] | None = None,
+    coords: Mapping[str, Any] | None = None,
+    dims: Mapping[str, Sequence[str]] | None = None,
+    **kwargs: Any,
+) -> Any:
+    """Posterior draws of a fitted guide (and posterior predictive draws) as ArviZ data.
+
+    Each draw runs the guide (with the current parameter values), then the model replayed against
+    it, without gradients and with Pyro's global RNG (``pyro.set_rng_seed`` makes it reproducible).
+    Plates must run at full size: a subsampled plate raises an error (pass the arguments that
+    switch subsampling off, and the full data). The groups are:
+
+    * ``posterior``: the model's latent sample sites and ``pyro.deterministic`` sites, one chain of
+      ``num_samples`` draws (independent draws: use ``az.summary(idata, kind="stats")``);
+    * ``posterior_predictive`` (if requested): the observed sites, re-drawn from the model
+      (:func:`pyro.poutine.uncondition`);
+    * ``observed_data``: the observed values;
+    * ``svi`` (if ``losses`` is given): variable ``loss`` over dimension ``svi_step``.
+
+    A plate's axis is named after the plate, with coordinates ``0 .. size - 1`` (override them with
+    ``coords``); other axes get ArviZ's ``"{site}_dim_{i}"``.
+
+    Args:
+        model: The model.
+        guide: The fitted guide (an autoguide or a hand-written one).
+        *args: The model's arguments (full data).
+        num_samples: Number of draws.
+        posterior_predictive: Also draw the observed sites.
+        losses: Optional loss trace (the values returned by ``svi.step``).
+        coords: Coordinates that replace the defaults of some dimensions.
+        dims: Dimension names that replace the inferred ones of some sites.
+        **kwargs: The model's keyword arguments.
+
+    Returns:
+        An :class:`arviz.InferenceData`.
+    """
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+
+    def run(predictive: bool) -> tuple[Trace, Trace]:
+        guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
+        fn = poutine.replay(model, trace=guide_trace)
+        if predictive:
+            fn = poutine.uncondition(fn)
+        return poutine.trace(fn).get_trace(*args, **kwargs), guide_trace
+
+    with torch.no_grad():
+        model_trace, guide_trace = run(False)
+        sites = _structure(model_trace)
+        model_sites = _sample_sites(model_trace)
+        observed = [
+            k for k, s in model_sites.items() if s["is_observed"] and not _is_deterministic(s)
+        ]
+        missing = [k for k, s in model_sites.items() if not s["is_observed"]]
+        missing = [k for k in missing if k not in guide_trace.nodes]
+        if missing:
+            raise ValueError(
+                f"model sites {missing} are latent but the guide does not sample them; "
+                "their draws would come from the prior. Add them to the guide."
+            )
+        keep = [k for k in sites if k not in observed]
+        returned = keep + (observed if posterior_predictive else [])
+        draws: dict[str, list[np.ndarray]] = {k: [] for k in returned}
+        for _ in range(num_samples):
+            tr, _ = run(posterior_predictive)
+            for k in returned:
+                draws[k].append(tr.nodes[k]["value"].detach().cpu().numpy())
+    stacked = {k: np.stack(v) for k, v in draws.items()}
+    guide_name = getattr(guide, "__name__", type(guide).__name__)
+    return build_inference_data(
+        sites,
+        posterior={k: stacked[k] for k in keep},
+        posterior_predictive={k: stacked[k] for k in observed} if posterior_predictive else None,
+        observed_data={k: model_trace.nodes[k]["value"].detach().cpu().numpy() for k in observed},
+        losses=None if losses is None else np.asarray(losses, dtype=float),
+        coords=coords,
+        dims=dims,
+        attrs={"inference_library": "pyro", "guide": guide_name},
+    )
