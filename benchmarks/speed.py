@@ -1,0 +1,210 @@
+"""Step time and peak memory of our losses vs the host libraries' ``Trace_ELBO``/``TraceGraph_ELBO``.
+
+``python -m benchmarks.speed`` builds one model (default: the ARMS paper's linear binary VAE at
+full size, 200 latents, on Fashion-MNIST if installed, else digits), batch 50, ``N = 4`` particles,
+and times one SVI step per loss. The losses are run **interleaved**, round after round (``--rounds``
+rounds of ``--steps`` steps each), so that machine noise hits all of them alike; the table gives the
+median step time per loss and its ratio to the host ``Trace_ELBO`` and ``TraceGraph_ELBO`` measured
+side by side. NumPyro steps are ``jit``-compiled (the compile is excluded); Pyro uses vectorised
+particles. Peak memory is the peak resident set size of a fresh subprocess that builds the model and
+runs ``--memory-steps`` steps of one loss (so it includes the interpreter and libraries; compare the
+numbers with each other, not with zero). Targets from the issue: NumPyro TraceARMS_ELBO <= 1.10 x
+Trace_ELBO and faster than TraceGraph_ELBO; Pyro TraceARMS_ELBO <= 1.25 x Trace_ELBO and faster
+than TraceGraph_ELBO.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.losses import make_loss
+from benchmarks.runners import host_loss_warnings_silenced, train_batches
+from models import build_model
+from models.data import get_dataset
+
+__all__ = ["main"]
+
+LOSSES = ("trace", "tracegraph", "arms", "graph-arms", "loorf", "iwae-arms")
+TARGETS = {"numpyro": 1.10, "pyro": 1.25}
+"""Allowed ratio of TraceARMS_ELBO's step time to the host Trace_ELBO's, per backend."""
+
+
+def _dataset(name: str | None) -> Any:
+    if name is not None:
+        return get_dataset(name)
+    try:
+        return get_dataset("fashion_mnist")
+    except FileNotFoundError:
+        return get_dataset("digits")
+
+
+class _Stepper:
+    """One loss's compiled SVI step on a fixed model, ready to be timed."""
+
+    def __init__(self, backend: str, loss_name: str, data: Any, latents: int, n: int, seed: int):
+        self.backend = backend
+        self.model, self.guide = build_model(
+            "binary_vae_linear", backend, data.train_mean, num_latents=latents
+        )
+        self.loss = make_loss(loss_name, backend, n)
+        self.batches = train_batches(data, 50, 10**9, seed)
+        if backend == "numpyro":
+            import jax
+            import jax.numpy as jnp
+            from numpyro.infer import SVI
+            from numpyro.optim import Adam
+
+            self.jnp = jnp
+            self.svi = SVI(self.model, self.guide, Adam(1e-3), self.loss)
+            x = jnp.asarray(next(self.batches))
+            with host_loss_warnings_silenced():
+                self.state = self.svi.init(jax.random.key(seed), x)
+            self.update = jax.jit(self.svi.update)
+        else:
+            import pyro
+            import torch
+
+            self.torch = torch
+            pyro.clear_param_store()
+            self.svi = pyro.infer.SVI(
+                self.model, self.guide, pyro.optim.Adam({"lr": 1e-3}), self.loss
+            )
+        self.step()  # compile / warm up
+
+    def step(self) -> float:
+        x = next(self.batches)
+        if self.backend == "numpyro":
+            self.state, value = self.update(self.state, self.jnp.asarray(x))
+            return float(value)  # blocks until done
+        # Pyro's param store is global: ``time_interleaved`` swaps each stepper's own store in
+        return float(self.svi.step(self.torch.as_tensor(x)))
+
+
+def time_interleaved(args: argparse.Namespace, backend: str, data: Any) -> dict[str, list[float]]:
+    """Per-step times of every loss, interleaved round by round."""
+    import pyro
+
+    stores: dict[str, Any] = {}
+    steppers = {}
+    for name in args.losses:
+        steppers[name] = _Stepper(backend, name, data, args.latents, args.num_particles, args.seed)
+        if backend == "pyro":
+            stores[name] = pyro.get_param_store().get_state()
+    times: dict[str, list[float]] = {name: [] for name in args.losses}
+    for _ in range(args.rounds):
+        for name, stepper in steppers.items():
+            if backend == "pyro":
+                pyro.get_param_store().set_state(stores[name])
+            for _ in range(args.steps):
+                t = time.perf_counter()
+                stepper.step()
+                times[name].append(time.perf_counter() - t)
+            if backend == "pyro":
+                stores[name] = pyro.get_param_store().get_state()
+    return times
+
+
+def peak_memory_mb(backend: str, loss: str, args: argparse.Namespace) -> float:
+    """Peak RSS (MB) of a fresh process running ``--memory-steps`` steps of ``loss``."""
+    code = (
+        "from benchmarks.speed import _memory_child; "
+        f"_memory_child({backend!r}, {loss!r}, {args.dataset!r}, {args.latents}, "
+        f"{args.num_particles}, {args.memory_steps}, {args.seed})"
+    )
+    done = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    return float(done.stdout.strip().splitlines()[-1]) / 1024.0
+
+
+def _memory_child(
+    backend: str, loss: str, dataset: str | None, latents: int, n: int, steps: int, seed: int
+) -> None:
+    if backend == "numpyro":
+        import jax
+
+        jax.config.update("jax_enable_x64", False)
+    stepper = _Stepper(backend, loss, _dataset(dataset), latents, n, seed)
+    for _ in range(steps):
+        stepper.step()
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KiB on Linux
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Parse arguments, time and measure, print and write the tables."""
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.speed", description=__doc__.split("\n\n")[0]
+    )
+    p.add_argument("--backends", type=lambda s: s.split(","), default=["numpyro", "pyro"])
+    p.add_argument("--losses", type=lambda s: s.split(","), default=list(LOSSES))
+    p.add_argument(
+        "--dataset", default=None, help="default: fashion_mnist if installed, else digits"
+    )
+    p.add_argument("--latents", type=int, default=200)
+    p.add_argument("--num-particles", type=int, default=4)
+    p.add_argument("--rounds", type=int, default=10)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--memory-steps", type=int, default=20)
+    p.add_argument("--no-memory", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="results/speed")
+    args = p.parse_args(argv)
+    data = _dataset(args.dataset)
+    args.dataset = data.name
+    out: dict[str, Any] = {"config": vars(args), "backends": {}}
+    lines = []
+    for backend in args.backends:
+        if backend == "numpyro":
+            import jax
+
+            jax.config.update("jax_enable_x64", False)
+        else:
+            import torch
+
+            torch.set_default_dtype(torch.float32)
+        times = time_interleaved(args, backend, data)
+        med = {k: float(np.median(v)) for k, v in times.items()}
+        mem = {} if args.no_memory else {k: peak_memory_mb(backend, k, args) for k in args.losses}
+        out["backends"][backend] = {"median_seconds": med, "peak_rss_mb": mem}
+        lines += [
+            f"### {backend}: linear binary VAE ({data.num_pixels}-{args.latents}), batch 50, "
+            f"N = {args.num_particles}, {args.rounds} interleaved rounds of {args.steps} steps",
+            "",
+            "| loss | median step (ms) | / Trace_ELBO | / TraceGraph_ELBO | peak RSS (MB) |",
+            "|---|---|---|---|---|",
+        ]
+        for k in args.losses:
+            ratio_t = med[k] / med["trace"] if "trace" in med else float("nan")
+            ratio_g = med[k] / med["tracegraph"] if "tracegraph" in med else float("nan")
+            rss = f"{mem[k]:.0f}" if k in mem else "-"
+            lines.append(f"| {k} | {1000 * med[k]:.2f} | {ratio_t:.2f} | {ratio_g:.2f} | {rss} |")
+        if "arms" in med and "trace" in med:
+            ratio = med["arms"] / med["trace"]
+            verdict = "met" if ratio <= TARGETS[backend] else "MISSED"
+            faster = (
+                "faster"
+                if "tracegraph" in med and med["arms"] < med["tracegraph"]
+                else "not faster"
+            )
+            lines.append(
+                f"\nTraceARMS_ELBO / Trace_ELBO = {ratio:.2f} (target <= {TARGETS[backend]}: "
+                f"{verdict}); TraceARMS_ELBO is {faster} than TraceGraph_ELBO.\n"
+            )
+    text = "\n".join(lines)
+    path = Path(args.out)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "speed.md").write_text(text)
+    (path / "speed.json").write_text(json.dumps(out, indent=1))
+    print(text)
+    return out
+
+
+if __name__ == "__main__":
+    main()
