@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.losses import LOSSES, make_loss
-from benchmarks.runners import make_runner, train_batches
+from benchmarks.runners import guide_variance, make_runner, train_batches
 from models import MODELS
 from models.data import DATASETS, dynamic_binarize, get_dataset
 
@@ -55,11 +55,8 @@ MODEL_CONFIGS: dict[str, Any] = {
 """Model -> ``f(num_pixels, --latents) -> config overrides`` (categorical models keep 20 x 10)."""
 
 
-def _variance(
-    runner: Any, loss: Any, params: dict, x: np.ndarray, names: list[str], r: int, seed: int
-) -> float:
-    grads = runner.gradients(loss, params, x, r, seed)
-    return float(np.mean(np.concatenate([np.var(grads[k], axis=0).ravel() for k in names])))
+def _variance(runner: Any, loss: Any, params: dict, x: np.ndarray, r: int, seed: int) -> float:
+    return guide_variance(runner.variance(loss, params, x, r, seed))
 
 
 def _init_params(backend: str, runner: Any, x: np.ndarray, seed: int) -> dict:
@@ -103,7 +100,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     init_runner = make_runner(args.backend, args.model, data, args.lr, **config)
     init_params = _init_params(args.backend, init_runner, var_batch, args.seed)
-    guide_names = init_runner.guide_param_names(var_batch)
     for name in args.losses:
         spec = LOSSES[name]
         if spec.bernoulli_only and MODELS[args.model].is_categorical:
@@ -132,10 +128,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         }
         end_params = runner.params
         run_out["grad_variance_init"] = _variance(
-            runner, loss, init_params, var_batch, guide_names, args.variance_replicates, args.seed
+            runner, loss, init_params, var_batch, args.variance_replicates, args.seed
         )
         run_out["grad_variance_end"] = _variance(
-            runner, loss, end_params, var_batch, guide_names, args.variance_replicates, args.seed
+            runner, loss, end_params, var_batch, args.variance_replicates, args.seed
         )
         results["runs"][name] = run_out
     _ratios(results["runs"])

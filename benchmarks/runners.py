@@ -44,6 +44,12 @@ def host_loss_warnings_silenced() -> Iterator[None]:
         yield
 
 
+def guide_variance(table: Any) -> float:
+    """Mean per-coordinate gradient variance over the parameters that guide sites depend on."""
+    rows = [row for row in table if row.sites]
+    return sum(row.total_variance for row in rows) / sum(row.size for row in rows)
+
+
 @dataclass
 class RunResult:
     """What one training run measured."""
@@ -127,30 +133,23 @@ class NumPyroRunner:
             total += float(jnp.sum(per_point))
         return total / len(x)
 
-    def gradients(self, loss: Any, params: dict, x: np.ndarray, replicates: int, seed: int) -> dict:
-        """``replicates`` independent gradient estimates of ``loss`` at ``params``, per parameter."""
+    def variance(self, loss: Any, params: dict, x: np.ndarray, replicates: int, seed: int) -> Any:
+        """:func:`ppl_arms.numpyro.gradient_variance` of ``loss`` at ``params`` on batch ``x``."""
         import jax
         import jax.numpy as jnp
 
-        xb = jnp.asarray(x)
+        from ppl_arms.numpyro import gradient_variance
 
-        @jax.jit
-        def grads(keys: Any) -> Any:
-            return jax.vmap(
-                lambda k: jax.grad(lambda p: loss.loss(k, p, self.model, self.guide, xb))(params)
-            )(keys)
-
-        keys = jax.random.split(jax.random.key(seed), replicates)
-        chunks = [grads(keys[i : i + 50]) for i in range(0, replicates, 50)]
-        return {k: np.concatenate([np.asarray(c[k]) for c in chunks]) for k in params}
-
-    def guide_param_names(self, x: np.ndarray) -> list[str]:
-        """Names of the parameters the guide creates (the encoder)."""
-        import jax.numpy as jnp
-        from numpyro import handlers
-
-        tr = handlers.trace(handlers.seed(self.guide, 0)).get_trace(jnp.asarray(x))
-        return sorted(name for name, site in tr.items() if site["type"] == "param")
+        return gradient_variance(
+            loss,
+            self.model,
+            self.guide,
+            params,
+            jnp.asarray(x),
+            num_estimates=replicates,
+            rng_key=jax.random.key(seed),
+            batch_size=50,
+        )
 
 
 class PyroRunner:
@@ -214,37 +213,21 @@ class PyroRunner:
                 total += float(per_point.sum())
         return total / len(x)
 
-    def gradients(self, loss: Any, params: dict, x: np.ndarray, replicates: int, seed: int) -> dict:
-        """``replicates`` independent gradient estimates of ``loss`` at ``params``, per parameter."""
+    def variance(self, loss: Any, params: dict, x: np.ndarray, replicates: int, seed: int) -> Any:
+        """:func:`ppl_arms.pyro.gradient_variance` of ``loss`` at the checkpoint ``params``."""
         import pyro
         import torch
+
+        from ppl_arms.pyro import gradient_variance
 
         store = pyro.get_param_store()
         with torch.no_grad():  # restore in place: nn.Modules hold these very tensors
             for k, v in params.items():
                 store[k].unconstrained().copy_(v)
-        xb = torch.as_tensor(x)
-        out: dict[str, list] = {k: [] for k in params}
-        for r in range(replicates):
-            pyro.set_rng_seed(seed + r)
-            leaves = {k: store[k].unconstrained() for k in params}
-            for leaf in leaves.values():
-                leaf.grad = None
-            loss.loss_and_grads(self.model, self.guide, xb)  # every Pyro ELBO has this
-            for k, leaf in leaves.items():
-                g = leaf.grad
-                out[k].append(
-                    np.zeros(tuple(leaf.shape)) if g is None else g.detach().numpy().copy()
-                )
-        return {k: np.stack(v) for k, v in out.items()}
-
-    def guide_param_names(self, x: np.ndarray) -> list[str]:
-        """Names of the parameters the guide creates (the encoder)."""
-        import torch
-        from pyro import poutine
-
-        tr = poutine.trace(self.guide).get_trace(torch.as_tensor(x))
-        return sorted(name for name, site in tr.nodes.items() if site["type"] == "param")
+        pyro.set_rng_seed(seed)
+        return gradient_variance(
+            loss, self.model, self.guide, torch.as_tensor(x), num_estimates=replicates
+        )
 
 
 def pyro_checkpoint() -> dict:

@@ -20,7 +20,7 @@ import numpy as np
 
 from benchmarks.compare import MODEL_CONFIGS, _init_params
 from benchmarks.losses import LOSSES, make_loss
-from benchmarks.runners import make_runner, train_batches
+from benchmarks.runners import guide_variance, make_runner, train_batches
 from models import MODELS
 from models.data import dynamic_binarize, get_dataset
 
@@ -43,7 +43,6 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         for model in args.models:
             config = MODEL_CONFIGS[model](data.num_pixels, None)
             runner = make_runner(backend, model, data, args.lr, **config)
-            names = runner.guide_param_names(batch)
             checkpoints = {"initial": _init_params(backend, runner, batch, args.seed)}
             trainer = make_runner(backend, model, data, args.lr, **config)
             trainer.train(
@@ -58,8 +57,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                         if LOSSES[name].bernoulli_only and (MODELS[model].is_categorical or n % 2):
                             continue
                         loss = make_loss(name, backend, n)
-                        grads = trainer.gradients(loss, params, batch, args.replicates, args.seed)
-                        var = np.concatenate([np.var(grads[k], axis=0).ravel() for k in names])
+                        table = trainer.variance(loss, params, batch, args.replicates, args.seed)
                         out["results"].append(
                             {
                                 "backend": backend,
@@ -67,7 +65,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                                 "checkpoint": when,
                                 "n": n,
                                 "estimator": name,
-                                "variance": float(np.mean(var)),
+                                "variance": guide_variance(table),
                             }
                         )
     return out
