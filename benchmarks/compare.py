@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     var_batch = dynamic_binarize(data.train[: args.batch_size], rng)
     nesting = 1
     results: dict[str, Any] = {
-        "command": " ".join(["python -m benchmarks.compare", *sys.argv[1:]]),
+        "command": " ".join(["python -m benchmarks.compare", *args.argv]),
         "config": {**vars(args), "model_config": config},
         "environment": _environment(),
         "runs": {},
@@ -267,6 +267,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Parse arguments, run, print the table and write the outputs."""
     args = parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     unknown = [x for x in args.losses if x not in LOSSES]
     if unknown:
         raise SystemExit(f"unknown losses {unknown}; valid names are {sorted(LOSSES)}")

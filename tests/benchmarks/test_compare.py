@@ -70,3 +70,19 @@ def test_unknown_loss_is_a_clear_error(tmp_path):
 def test_every_registered_loss_builds(name, backend):
     loss = make_loss(name, backend, 4)
     assert loss.num_particles in (2, 4)
+
+
+@pytest.mark.skipif(
+    not __import__("pathlib").Path("/usr/share/datasets/fashion-mnist").exists(),
+    reason="needs the Debian package dataset-fashion-mnist (installed by .ci/run)",
+)
+def test_paper_runs_write_the_results_page(tmp_path):
+    from benchmarks import paper
+
+    paper.main(
+        ["--out", str(tmp_path), "--scale", "0.0001", "--only", "binary_vae_linear",
+         "--test-size", "10", "--eval-samples", "2", "--variance-replicates", "2"]
+    )  # fmt: skip
+    index = (tmp_path / "index.md").read_text()
+    assert "## binary_vae_linear" in index and "| iwae-vimco |" in index
+    assert (tmp_path / "binary_vae_linear" / "curves.png").exists()
