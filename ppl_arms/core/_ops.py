@@ -10,10 +10,15 @@ Conventions shared by every method:
 * ``axis`` arguments are Python ints; reductions take ``keepdims``.
 * Python scalars are accepted wherever an array is and take the dtype of the other operand.
 * Nothing here draws random numbers: noise always comes in as an argument.
+* Two small control-flow primitives keep long static loops out of the traced graph:
+  :meth:`Ops.fori_sum` (a sum over a loop index, ``jax.lax.fori_loop`` in JAX) and
+  :meth:`Ops.map_chunks` (a function applied to consecutive slices of the leading axis,
+  ``jax.lax.scan`` in JAX), so memory stays bounded and JAX compiles the body once.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
@@ -126,6 +131,9 @@ class Ops(Protocol):
     def to_int(self, x: Array) -> Array:
         """Cast to the backend's default integer dtype."""
 
+    def take(self, x: Array, indices: np.ndarray, axis: int) -> Array:
+        """Entries of ``x`` at static integer ``indices`` (a numpy array) along ``axis``."""
+
     def flip(self, x: Array, axis: int) -> Array:
         """Reverse ``x`` along ``axis``."""
 
@@ -149,6 +157,27 @@ class Ops(Protocol):
 
     def arange(self, n: int, like: Array) -> Array:
         """Integers ``0..n-1`` on ``like``'s device (integer dtype)."""
+
+    def zeros(self, shape: tuple[int, ...], like: Array) -> Array:
+        """Zeros of ``shape`` with ``like``'s dtype and device."""
+
+    def fori_sum(self, fn: Callable[[Any], Array], count: int, init: Array) -> Array:
+        """``init + fn(0) + fn(1) + ... + fn(count - 1)``, accumulated in that order.
+
+        ``fn`` gets the loop index: a Python int in torch, a traced integer scalar in JAX (so it
+        may only use it to index arrays). Its result must have ``init``'s shape and dtype. JAX runs
+        a ``fori_loop`` (the body is compiled once, whatever ``count`` is); torch a Python loop.
+        """
+
+    def map_chunks(self, fn: Callable[..., Array], xs: tuple[Array, ...], size: int) -> Array:
+        """``fn`` applied to consecutive slices of at most ``size`` along the leading axis.
+
+        Every array in ``xs`` has the same leading length ``m``; ``fn(*slices)`` returns one array
+        whose leading axis is the slice's. The results are concatenated, so the output equals
+        ``fn(*xs)`` for an ``fn`` that treats leading-axis entries independently, while only one
+        slice's temporaries are alive at a time. JAX scans over the full slices and calls ``fn``
+        once more on the remainder.
+        """
 
 
 def get_ops(*arrays: Any) -> Ops:

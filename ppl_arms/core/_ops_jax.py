@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -9,7 +10,11 @@ import jax.numpy as jnp
 import jax.scipy.special as jss
 import numpy as np
 
-__all__ = ["JAX_OPS", "JaxOps"]
+__all__ = ["JAX_OPS", "SEQUENTIAL_SCAN_MAX", "JaxOps"]
+
+SEQUENTIAL_SCAN_MAX = 64
+"""``cumsum``/``cumprod`` along an axis of at most this length are unrolled into sequential
+operations (left to right, as torch computes them on CPU); longer axes use ``jnp.cumsum``."""
 
 
 class JaxOps:
@@ -73,10 +78,24 @@ class JaxOps:
         return jnp.max(x, axis=axis, keepdims=keepdims)
 
     def cumsum(self, x: jax.Array, axis: int) -> jax.Array:
-        return jnp.cumsum(x, axis=axis)
+        axis %= x.ndim
+        if x.shape[axis] > SEQUENTIAL_SCAN_MAX:
+            return jnp.cumsum(x, axis=axis)
+        # Short axes (categories): sequential sums, fused by XLA into one elementwise loop, with
+        # torch's left-to-right order (XLA's cumsum is a slower, differently rounded tree scan).
+        parts = [jax.lax.slice_in_dim(x, 0, 1, axis=axis)]
+        for i in range(1, x.shape[axis]):
+            parts.append(parts[-1] + jax.lax.slice_in_dim(x, i, i + 1, axis=axis))
+        return jnp.concatenate(parts, axis=axis)
 
     def cumprod(self, x: jax.Array, axis: int) -> jax.Array:
-        return jnp.cumprod(x, axis=axis)
+        axis %= x.ndim
+        if x.shape[axis] > SEQUENTIAL_SCAN_MAX:
+            return jnp.cumprod(x, axis=axis)
+        parts = [jax.lax.slice_in_dim(x, 0, 1, axis=axis)]
+        for i in range(1, x.shape[axis]):
+            parts.append(parts[-1] * jax.lax.slice_in_dim(x, i, i + 1, axis=axis))
+        return jnp.concatenate(parts, axis=axis)
 
     stop_gradient = staticmethod(jax.lax.stop_gradient)
 
@@ -104,6 +123,12 @@ class JaxOps:
     def to_int(self, x: jax.Array) -> jax.Array:
         return x.astype(jnp.int64 if jax.config.jax_enable_x64 else jnp.int32)
 
+    def take(self, x: jax.Array, indices: np.ndarray, axis: int) -> jax.Array:
+        # Static slices and one concatenation: XLA fuses them, unlike a gather on CPU.
+        axis %= x.ndim
+        parts = [jax.lax.slice_in_dim(x, int(i), int(i) + 1, axis=axis) for i in indices]
+        return jnp.concatenate(parts, axis=axis)
+
     def flip(self, x: jax.Array, axis: int) -> jax.Array:
         return jnp.flip(x, axis=axis)
 
@@ -127,6 +152,28 @@ class JaxOps:
 
     def arange(self, n: int, like: jax.Array) -> jax.Array:
         return jnp.arange(n)
+
+    def zeros(self, shape: tuple[int, ...], like: jax.Array) -> jax.Array:
+        return jnp.zeros(shape, dtype=like.dtype)
+
+    def fori_sum(
+        self, fn: Callable[[jax.Array], jax.Array], count: int, init: jax.Array
+    ) -> jax.Array:
+        return jax.lax.fori_loop(0, count, lambda t, acc: acc + fn(t), init)
+
+    def map_chunks(
+        self, fn: Callable[..., jax.Array], xs: tuple[jax.Array, ...], size: int
+    ) -> jax.Array:
+        m = xs[0].shape[0]
+        if m <= size:
+            return fn(*xs)
+        full, rest = divmod(m, size)
+        blocks = tuple(x[: full * size].reshape((full, size, *x.shape[1:])) for x in xs)
+        _, out = jax.lax.scan(lambda carry, b: (carry, fn(*b)), None, blocks)
+        out = out.reshape((full * size, *out.shape[2:]))
+        if rest:
+            out = jnp.concatenate([out, fn(*(x[full * size :] for x in xs))], axis=0)
+        return out
 
 
 JAX_OPS = JaxOps()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -123,6 +124,10 @@ class TorchOps:
     def to_int(self, x: torch.Tensor) -> torch.Tensor:
         return x.long()
 
+    def take(self, x: torch.Tensor, indices: np.ndarray, axis: int) -> torch.Tensor:
+        index = torch.as_tensor(np.array(indices, dtype=np.int64), device=x.device)
+        return torch.index_select(x, axis % x.ndim, index)
+
     def flip(self, x: torch.Tensor, axis: int) -> torch.Tensor:
         return torch.flip(x, dims=(axis,))
 
@@ -146,6 +151,25 @@ class TorchOps:
 
     def arange(self, n: int, like: torch.Tensor) -> torch.Tensor:
         return torch.arange(n, device=like.device)
+
+    def zeros(self, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(shape, dtype=like.dtype, device=like.device)
+
+    def fori_sum(
+        self, fn: Callable[[int], torch.Tensor], count: int, init: torch.Tensor
+    ) -> torch.Tensor:
+        acc = init
+        for t in range(count):
+            acc = acc + fn(t)
+        return acc
+
+    def map_chunks(
+        self, fn: Callable[..., torch.Tensor], xs: tuple[torch.Tensor, ...], size: int
+    ) -> torch.Tensor:
+        m = xs[0].shape[0]
+        if m <= size:
+            return fn(*xs)
+        return torch.cat([fn(*(x[s : s + size] for x in xs)) for s in range(0, m, size)])
 
 
 TORCH_OPS = TorchOps()

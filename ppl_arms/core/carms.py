@@ -17,9 +17,14 @@ and the importance weights are exact, :math:`r(a,b)=p_ap_b/P(a,b)`: no smoothing
 (the reference code's ``clip((p_a p_b + 1e-3)/(P + 1e-3), 0.01, 10)`` biases rare categories). Every
 pair has positive probability because it sits at the two ends of some ordering.
 
-Only the weights of the ``n(n-1)/2`` sampled pairs are computed, never a dense ``K x K`` matrix: the
-cost per element is :math:`O(n^2 |\Pi_K|) = O(n^2K^2)` copula evaluations. For large ``K``, the
-stick-breaking coupling (:mod:`ppl_arms.core.stick_breaking`) costs :math:`O(nK + n^2)`.
+Only the weights of the ``n(n-1)/2`` sampled pairs ``i < j`` are computed, never a dense ``K x K``
+matrix: per element and ordering, the interval edges (``O(K)``) and four copula corners per pair.
+The cost per element is :math:`O(|\Pi_K|(K + n^2)) = O(K^3 + n^2K^2)` operations, and memory is
+bounded: the sum over orderings is a loop (:meth:`~ppl_arms.core._ops.Ops.fori_sum`, a
+``fori_loop`` in JAX) and elements are processed in chunks of about ``CHUNK_ENTRIES / K``
+elements (:meth:`~ppl_arms.core._ops.Ops.map_chunks`), so no array has an ordering axis and the
+temporaries do not grow with the number of elements. For large ``K``, the stick-breaking coupling
+(:mod:`ppl_arms.core.stick_breaking`) costs :math:`O(nK + n^2)`.
 
 With ``K == 2`` this is ARMS on the indicator :math:`\mathbb 1[z=0]` without ARMS's orientation
 switch; with independent uniforms every weight is one and it is LOORF.
@@ -38,18 +43,25 @@ import numpy as np
 from ppl_arms._typing import Array
 from ppl_arms.core._ops import get_ops
 from ppl_arms.core._validate import broadcast_shapes, num_samples
-from ppl_arms.core.categorical import pairwise_coefficients
+from ppl_arms.core.categorical import dense_pair_weights, pair_list_coefficients, sample_pairs
 from ppl_arms.core.copulas import Copula
 
 __all__ = [
+    "CHUNK_ENTRIES",
     "carms_coefficients",
     "carms_orderings",
+    "carms_pair_list_weights",
     "carms_pair_probability",
     "carms_pair_weights",
     "carms_sample",
     "interval_edges",
     "ordering_index",
 ]
+
+CHUNK_ENTRIES = 1 << 20
+"""Pair weights are computed for chunks of ``max(1, CHUNK_ENTRIES // K)`` elements at a time, so the
+per-ordering temporaries (a few arrays of ``chunk x K`` entries) stay near this many entries
+(8 MiB per array in float64) whatever the number of elements."""
 
 
 @cache
@@ -135,38 +147,64 @@ def carms_sample(v: Array, order: Array, logits: Array) -> Array:
     p_perm = ops.take_along_axis(p, perm, axis=-1)
     _, right = interval_edges(p_perm)
     below = (ops.expand_dims(right, 0) < ops.expand_dims(v, -1)) | (ops.expand_dims(right, 0) <= 0)
-    position = ops.minimum(ops.sum(ops.astype(below, v), axis=-1), k - 1)
+    position = ops.minimum(ops.sum(below, axis=-1), k - 1)  # counted on booleans: no float copy
     return ops.take_along_axis(perm, ops.expand_dims(ops.to_int(position), -1), axis=-1)[..., 0]
 
 
-def _edges_by_category(p: Array) -> tuple[Array, Array]:
-    """Interval edges of every category in every ordering: two arrays ``[*shape, |Pi|, K]``."""
-    ops = get_ops(p)
-    k = ops.shape(p)[-1]
-    table = ops.to_int(ops.const(carms_orderings(k), p))
-    pos = ops.to_int(ops.const(_positions(k), p))
-    p_perm = p[..., table]  # [*shape, |Pi|, K] in ordering positions
-    left, right = interval_edges(p_perm)
-    shape = ops.shape(left)
-    pos = ops.broadcast_to(pos, shape)
-    return ops.take_along_axis(left, pos, axis=-1), ops.take_along_axis(right, pos, axis=-1)
+def _probabilities(logits: Array) -> Array:
+    ops = get_ops(logits)
+    return ops.exp(ops.log_softmax(ops.stop_gradient(logits), axis=-1))
 
 
-def _gather_category(edges: Array, idx: Array) -> Array:
-    """``edges[..., :, idx]`` for integer ``idx`` broadcastable with ``edges.shape[:-2]``."""
-    ops = get_ops(edges, idx)
-    num = ops.shape(edges)[-2]
-    prefix = broadcast_shapes(ops.shape(idx), ops.shape(edges)[:-2], ("categories", "logits"))
-    full = ops.broadcast_to(edges, (*prefix, *ops.shape(edges)[-2:]))
-    index = ops.expand_dims(ops.expand_dims(idx, -1), -1)
-    index = ops.broadcast_to(index, (*prefix, num, 1))
-    return ops.take_along_axis(full, index, axis=-1)[..., 0]
+class _Orderings:
+    """The ordering table and its inverse (category -> position) as backend integer arrays."""
+
+    def __init__(self, k: int, like: Array) -> None:
+        ops = get_ops(like)
+        self.count = len(carms_orderings(k))
+        self.table = ops.to_int(ops.const(carms_orderings(k), like))  # [|Pi|, K]
+        self.position = ops.to_int(ops.const(_positions(k), like))  # [|Pi|, K]
+
+    def edges(
+        self, p: Array, t: object, categories: tuple[Array, ...]
+    ) -> list[tuple[Array, Array]]:
+        """Edges ``(L, R)`` of each integer array in ``categories`` in ordering ``t``.
+
+        Args:
+            p: Probabilities ``[*shape, K]``.
+            t: The ordering index (a Python int in torch, a traced scalar in JAX).
+            categories: Integer arrays broadcastable with ``shape``.
+
+        Returns:
+            One ``(L, R)`` pair per entry of ``categories``, each with the broadcast shape.
+        """
+        ops = get_ops(p)
+        left, right = interval_edges(ops.take_along_axis(p, self.table[t], axis=-1))
+        where = self.position[t]
+        out = []
+        for c in categories:
+            m = ops.expand_dims(where[ops.to_int(c)], -1)
+            out.append(
+                (
+                    ops.take_along_axis(left, m, axis=-1)[..., 0],
+                    ops.take_along_axis(right, m, axis=-1)[..., 0],
+                )
+            )
+        return out
+
+
+def _rectangle(copula: Copula, n: int, a: tuple[Array, Array], b: tuple[Array, Array]) -> Array:
+    """``C(R_a,R_b) + C(L_a,L_b) - C(L_a,R_b) - C(R_a,L_b)`` from transformed edges."""
+    (la, ra), (lb, rb) = a, b
+    c = copula.pair_cdf
+    return c(ra, rb, n) + c(la, lb, n) - c(la, rb, n) - c(ra, lb, n)
 
 
 def carms_pair_probability(a: Array, b: Array, logits: Array, copula: Copula, n: int) -> Array:
     """Exact pairwise pmf ``P(z_i = a, z_j = b)``, ``i != j``, of the CARMS-I sampler.
 
-    The copula rectangle of the two categories' intervals, averaged over the ordering family.
+    The copula rectangle of the two categories' intervals, averaged over the ordering family (a
+    loop over orderings; no ordering axis is materialised).
 
     Args:
         a: Integer categories of sample ``i``, broadcastable with the element shape.
@@ -179,21 +217,80 @@ def carms_pair_probability(a: Array, b: Array, logits: Array, copula: Copula, n:
         Probabilities with the broadcast shape of ``a``, ``b`` and ``shape``.
     """
     ops = get_ops(logits)
-    p = ops.exp(ops.log_softmax(ops.stop_gradient(logits), axis=-1))
-    left, right = _edges_by_category(p)  # [*shape, |Pi|, K]
-    la, ra = _gather_category(left, a), _gather_category(right, a)
-    lb, rb = _gather_category(left, b), _gather_category(right, b)
-    rect = (
-        copula.joint_cdf(ra, rb, n)
-        + copula.joint_cdf(la, lb, n)
-        - copula.joint_cdf(la, rb, n)
-        - copula.joint_cdf(ra, lb, n)
-    )
-    return ops.mean(rect, axis=-1)
+    p = _probabilities(logits)
+    orderings = _Orderings(ops.shape(p)[-1], p)
+    shape = broadcast_shapes(ops.shape(a), ops.shape(b), ("a", "b"))
+    shape = broadcast_shapes(shape, ops.shape(p)[:-1], ("categories", "logits"))
+
+    def rectangle(t: object) -> Array:
+        edges = orderings.edges(p, t, (a, b))
+        ea, eb = ((copula.pair_transform(lo, n), copula.pair_transform(hi, n)) for lo, hi in edges)
+        return ops.broadcast_to(_rectangle(copula, n, ea, eb), shape)
+
+    return ops.fori_sum(rectangle, orderings.count, ops.zeros(shape, p)) / orderings.count
+
+
+def _pair_list_chunk(z: Array, p: Array, copula: Copula) -> Array:
+    """Pair weights of a chunk: ``z`` ``[c, n]`` and ``p`` ``[c, K]`` give ``[c, n(n-1)/2]``."""
+    ops = get_ops(z, p)
+    z = ops.moveaxis(z, 1, 0)  # [n, c]
+    n = ops.shape(z)[0]
+    first, second = sample_pairs(n)
+    orderings = _Orderings(ops.shape(p)[-1], p)
+
+    def rectangles(t: object) -> Array:
+        ((lo, hi),) = orderings.edges(p, t, (z,))
+        lo, hi = copula.pair_transform(lo, n), copula.pair_transform(hi, n)
+        ei = (ops.take(lo, first, 0), ops.take(hi, first, 0))
+        ej = (ops.take(lo, second, 0), ops.take(hi, second, 0))
+        return _rectangle(copula, n, ei, ej)  # [n(n-1)/2, c]
+
+    shape = (len(first), ops.shape(z)[1])
+    pair_prob = ops.fori_sum(rectangles, orderings.count, ops.zeros(shape, p)) / orderings.count
+    pz = ops.take_along_axis(p, ops.expand_dims(ops.to_int(z), -1), axis=-1)[..., 0]  # [n, c]
+    independent = ops.take(pz, first, 0) * ops.take(pz, second, 0)
+    usable = (ops.take(z, first, 0) != ops.take(z, second, 0)) & (pair_prob > 0)
+    weights = ops.where(usable, independent / ops.where(usable, pair_prob, 1.0), 1.0)
+    return ops.moveaxis(weights, 0, 1)
+
+
+def carms_pair_list_weights(z: Array, logits: Array, copula: Copula) -> Array:
+    """Exact importance weights ``r_ij = p_a p_b / P(a, b)`` of the sampled pairs ``i < j``.
+
+    Elements are processed in chunks (``CHUNK_ENTRIES``), each with a loop over the orderings,
+    so memory is the output plus bounded temporaries.
+
+    Args:
+        z: Integer categories of shape ``[n, *shape]`` drawn by :func:`carms_sample` with ``copula``.
+        logits: Logits of shape ``[*shape, K]`` (broadcastable with ``z``'s element shape).
+        copula: The copula used for the uniforms.
+
+    Returns:
+        Weights of shape ``[n(n-1)/2, *shape]`` for the pairs of
+        :func:`~ppl_arms.core.categorical.sample_pairs`: one for same-category pairs (where the
+        weight cancels), exact elsewhere.
+    """
+    ops = get_ops(z, logits)
+    n = num_samples(z, name="z")
+    p = _probabilities(logits)
+    k = ops.shape(p)[-1]
+    shape = broadcast_shapes(ops.shape(z)[1:], ops.shape(p)[:-1], ("z[0]", "logits"))
+    size = int(np.prod(shape, dtype=np.int64))
+    flat_z = ops.reshape(ops.broadcast_to(z, (n, *shape)), (n, size))
+    flat_p = ops.reshape(ops.broadcast_to(p, (*shape, k)), (size, k))
+    chunk = max(1, CHUNK_ENTRIES // k)
+
+    def weights(zc: Array, pc: Array) -> Array:
+        return _pair_list_chunk(zc, pc, copula)
+
+    out = ops.map_chunks(weights, (ops.moveaxis(flat_z, 0, 1), flat_p), chunk)  # [size, pairs]
+    return ops.reshape(ops.moveaxis(out, 0, 1), (n * (n - 1) // 2, *shape))
 
 
 def carms_pair_weights(z: Array, logits: Array, copula: Copula) -> Array:
-    """Exact importance weights ``r_ij = p_a p_b / P(a, b)`` for every sampled pair.
+    """Exact importance weights ``r_ij = p_a p_b / P(a, b)`` for every sampled pair, as a matrix.
+
+    The symmetric expansion of :func:`carms_pair_list_weights` (estimators use the pair list).
 
     Args:
         z: Integer categories of shape ``[n, *shape]`` drawn by :func:`carms_sample` with ``copula``.
@@ -204,15 +301,8 @@ def carms_pair_weights(z: Array, logits: Array, copula: Copula) -> Array:
         Weights of shape ``[n, n, *shape]``: symmetric, one on the diagonal and for same-category
         pairs (where the weight cancels), and exact elsewhere.
     """
-    ops = get_ops(z, logits)
     n = num_samples(z, name="z")
-    zi, zj = ops.expand_dims(z, 1), ops.expand_dims(z, 0)
-    pair_prob = carms_pair_probability(zi, zj, logits, copula, n)  # [n, n, *shape]
-    p = ops.exp(ops.log_softmax(ops.stop_gradient(logits), axis=-1))
-    pz = _gather_category(ops.expand_dims(p, -2), z)[..., 0]  # [n, *shape]
-    independent = ops.expand_dims(pz, 1) * ops.expand_dims(pz, 0)
-    usable = (zi != zj) & (pair_prob > 0)
-    return ops.where(usable, independent / ops.where(usable, pair_prob, 1.0), 1.0)
+    return dense_pair_weights(carms_pair_list_weights(z, logits, copula), n)
 
 
 def carms_coefficients(f: Array, z: Array, logits: Array, copula: Copula) -> Array:
@@ -227,4 +317,4 @@ def carms_coefficients(f: Array, z: Array, logits: Array, copula: Copula) -> Arr
     Returns:
         Coefficients of shape ``[n, *shape]``.
     """
-    return pairwise_coefficients(f, carms_pair_weights(z, logits, copula))
+    return pair_list_coefficients(f, carms_pair_list_weights(z, logits, copula))

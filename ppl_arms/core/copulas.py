@@ -94,6 +94,19 @@ class Copula(ABC):
     def joint_cdf(self, s: Array, t: Array, n: int) -> Array:
         r"""Pairwise joint CDF :math:`C_n(s, t) = P(V_i \le s, V_j \le t)`, ``i != j``."""
 
+    def pair_transform(self, s: Array, n: int) -> Array:
+        r"""The per-argument part :math:`g` of :math:`C_n(s,t)=h(g(s),g(t))` (default: identity).
+
+        Callers that evaluate :math:`C_n` at many pairs of a few points (the CARMS rectangles)
+        transform each point once and combine with :meth:`pair_cdf`; the numbers equal
+        :meth:`joint_cdf`'s.
+        """
+        return s
+
+    def pair_cdf(self, gs: Array, gt: Array, n: int) -> Array:
+        """The copula from transformed arguments: ``joint_cdf(s, t)`` equals ``h(g(s), g(t))``."""
+        return self.joint_cdf(gs, gt, n)
+
     def discordance(self, m: Array, n: int) -> Array:
         r"""The discordance :math:`\delta_n(m) = m - C_n(m, m) = P(V_i \le m, V_j > m)`.
 
@@ -151,10 +164,18 @@ class DirichletCopula(Copula):
         return ops.exp((n - 1) * ops.log1p(-d))
 
     def joint_cdf(self, s: Array, t: Array, n: int) -> Array:  # noqa: D102
+        return self.pair_cdf(self.pair_transform(s, n), self.pair_transform(t, n), n)
+
+    def pair_transform(self, s: Array, n: int) -> Array:
+        r""":math:`s^{1/(n-1)}`."""
         _check_n(n)
-        ops = get_ops(s, t)
-        a = 1.0 / (n - 1)
-        return ops.power(ops.maximum(ops.power(s, a) + ops.power(t, a) - 1, 0.0), n - 1)
+        return get_ops(s).power(s, 1.0 / (n - 1))
+
+    def pair_cdf(self, gs: Array, gt: Array, n: int) -> Array:
+        r""":math:`\max(0, g_s + g_t - 1)^{n-1}`."""
+        _check_n(n)
+        ops = get_ops(gs, gt)
+        return ops.power(ops.maximum(gs + gt - 1, 0.0), n - 1)
 
     def discordance(self, m: Array, n: int) -> Array:  # noqa: D102
         _check_n(n)
@@ -243,11 +264,19 @@ class GaussianCopula(Copula):
         return -1.0 / (n - 1)
 
     def joint_cdf(self, s: Array, t: Array, n: int) -> Array:  # noqa: D102
+        return self.pair_cdf(self.pair_transform(s, n), self.pair_transform(t, n), n)
+
+    def pair_transform(self, s: Array, n: int) -> Array:
+        r""":math:`\Phi^{-1}(s)` (identity for ``n == 2``, the antithetic pair)."""
         _check_n(n)
-        ops = get_ops(s, t)
+        return s if n == 2 else get_ops(s).ndtri(s)
+
+    def pair_cdf(self, gs: Array, gt: Array, n: int) -> Array:
+        r""":math:`\Phi_2(g_s, g_t; \rho)`, or :math:`\max(0, s + t - 1)` for ``n == 2``."""
+        _check_n(n)
         if n == 2:
-            return ops.maximum(s + t - 1, 0.0)
-        return bivariate_normal_cdf(ops.ndtri(s), ops.ndtri(t), self.correlation(n))
+            return get_ops(gs, gt).maximum(gs + gt - 1, 0.0)
+        return bivariate_normal_cdf(gs, gt, self.correlation(n))
 
     def discordance(self, m: Array, n: int) -> Array:  # noqa: D102
         _check_n(n)

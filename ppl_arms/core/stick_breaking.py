@@ -13,7 +13,9 @@ is
 where :math:`\delta_n(\pi)=\pi-C_n(\pi,\pi)` is the copula's discordance: both samples continue
 through the sticks before ``m``, one stops at ``m``, and afterwards only one sample is left, so later
 sticks contribute their marginal probabilities to both numerator and denominator. The weights need
-only a cumulative product over sticks: :math:`O(nK + n^2)` per element.
+only a cumulative product over sticks: :math:`O(nK + n^2)` per element. The estimator computes the
+weights of the ``n(n-1)/2`` pairs ``i < j`` only (a pair list, see
+:mod:`ppl_arms.core.categorical`).
 
 References:
     Z. Dong, A. Mnih, G. Tucker. "Coupled Gradient Estimators for Discrete Latent Variables."
@@ -25,12 +27,13 @@ from __future__ import annotations
 from ppl_arms._typing import Array, Shape
 from ppl_arms.core._ops import get_ops
 from ppl_arms.core._validate import num_samples
-from ppl_arms.core.categorical import pairwise_coefficients
+from ppl_arms.core.categorical import dense_pair_weights, pair_list_coefficients, sample_pairs
 from ppl_arms.core.copulas import Copula
 
 __all__ = [
     "stick_breaking_coefficients",
     "stick_breaking_noise_shape",
+    "stick_breaking_pair_list_weights",
     "stick_breaking_pair_weights",
     "stick_breaking_sample",
 ]
@@ -69,8 +72,8 @@ def stick_breaking_sample(v: Array, logits: Array) -> Array:
     return ops.take_along_axis(order, ops.expand_dims(ops.to_int(position), -1), axis=-1)[..., 0]
 
 
-def stick_breaking_pair_weights(z: Array, logits: Array, copula: Copula) -> Array:
-    """Exact importance weights ``p_a p_b / P(a, b)`` for every sampled pair.
+def stick_breaking_pair_list_weights(z: Array, logits: Array, copula: Copula) -> Array:
+    """Exact importance weights ``p_a p_b / P(a, b)`` of the sampled pairs ``i < j``.
 
     Args:
         z: Integer categories of shape ``[n, *shape]`` from :func:`stick_breaking_sample`.
@@ -78,7 +81,8 @@ def stick_breaking_pair_weights(z: Array, logits: Array, copula: Copula) -> Arra
         copula: The copula used for each stick.
 
     Returns:
-        Weights of shape ``[n, n, *shape]`` (one on the diagonal and for same-category pairs).
+        Weights of shape ``[n(n-1)/2, *shape]`` for the pairs of
+        :func:`~ppl_arms.core.categorical.sample_pairs` (one for same-category pairs).
     """
     ops = get_ops(z, logits)
     n = num_samples(z, name="z")
@@ -94,12 +98,28 @@ def stick_breaking_pair_weights(z: Array, logits: Array, copula: Copula) -> Arra
     weight_at = ops.concatenate([weight_at, 0 * weight_at[..., :1] + 1], axis=-1)  # m = K-1: same
     position_of = ops.argsort(order, axis=-1)  # category -> sorted position
     pos = ops.take_along_axis(position_of, ops.expand_dims(z, -1), axis=-1)[..., 0]
-    m = ops.minimum(ops.expand_dims(pos, 1), ops.expand_dims(pos, 0))  # [n, n, *shape]
+    first, second = sample_pairs(n)
+    m = ops.minimum(ops.take(pos, first, 0), ops.take(pos, second, 0))  # [pairs, *shape]
     weights = ops.take_along_axis(weight_at, ops.expand_dims(m, -1), axis=-1)[..., 0]
-    distinct = ops.expand_dims(z, 1) != ops.expand_dims(z, 0)
+    distinct = ops.take(z, first, 0) != ops.take(z, second, 0)
     return ops.where(distinct, weights, 1.0)
+
+
+def stick_breaking_pair_weights(z: Array, logits: Array, copula: Copula) -> Array:
+    """Exact importance weights ``p_a p_b / P(a, b)`` for every sampled pair, as a matrix.
+
+    Args:
+        z: Integer categories of shape ``[n, *shape]`` from :func:`stick_breaking_sample`.
+        logits: Logits of shape ``[*shape, K]``.
+        copula: The copula used for each stick.
+
+    Returns:
+        Weights of shape ``[n, n, *shape]`` (one on the diagonal and for same-category pairs).
+    """
+    n = num_samples(z, name="z")
+    return dense_pair_weights(stick_breaking_pair_list_weights(z, logits, copula), n)
 
 
 def stick_breaking_coefficients(f: Array, z: Array, logits: Array, copula: Copula) -> Array:
     """Per-sample coefficients ``A_i`` with the stick-breaking pair weights."""
-    return pairwise_coefficients(f, stick_breaking_pair_weights(z, logits, copula))
+    return pair_list_coefficients(f, stick_breaking_pair_list_weights(z, logits, copula))
