@@ -13,8 +13,8 @@ from numpyro.infer import ELBO
 from numpyro.infer.elbo import MultiFrameTensor, get_nonreparam_deps
 
 from ppl_arms.config import EstimatorConfig
+from ppl_arms.core.assembly import SiteArrays, elbo_surrogate
 from ppl_arms.core.estimators import DistKind
-from ppl_arms.core.surrogate import site_carrier, with_gradient
 from ppl_arms.numpyro._trace import ParticleTraces, particle_traces, seed_plates
 from ppl_arms.numpyro.coupling import PARTICLE_AXIS, Coupling, SitePlan
 
@@ -107,23 +107,21 @@ class _CoupledELBO(ELBO):
 
         keys = random.split(rng_key, self.num_particles)
         out = jax.vmap(single_particle, axis_name=PARTICLE_AXIS)(keys)
-        elbo = jnp.mean(out["elbo"])
-        carrier = jnp.zeros((), elbo.dtype)
-        for name, plan in plans.items():
-            f = out["signals"][name]
-            if plan.kind is not DistKind.OTHER:
-                f = jnp.reshape(f, f.shape + (1,) * plan.event_ndims)
-            shared = out["shared"].get(name)
-            carrier = carrier + site_carrier(
+        sites = [
+            SiteArrays(
                 plan.estimator,
                 plan.kind,
-                f,
+                plan.event_ndims,
                 out["values"][name],
                 out["params"][name],
-                None if shared is None else shared[0],
+                shared=None if name not in out["shared"] else out["shared"][name][0],
+                signal=out["signals"][name],
             )
+            for name, plan in plans.items()
+        ]
+        loss = -elbo_surrogate(jnp.mean(out["elbo"]), sites)
         mutable = jax.tree.map(lambda x: x[0], out["mutable"]) if out["mutable"] else None
-        return {"loss": -with_gradient(elbo, carrier), "mutable_state": mutable}
+        return {"loss": loss, "mutable_state": mutable}
 
     def _particle_outputs(
         self,

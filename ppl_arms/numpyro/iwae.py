@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -13,9 +12,8 @@ from numpyro.infer import ELBO
 from numpyro.infer.elbo import MultiFrameTensor
 
 from ppl_arms.config import INFER_KEY, IWAE_ESTIMATORS, EstimatorConfig, check_choice
-from ppl_arms.core.estimators import DistKind, directions
-from ppl_arms.core.iwae import local_signals, vimco_signals
-from ppl_arms.core.surrogate import carrier, score_carrier, site_carrier, with_gradient
+from ppl_arms.core.assembly import SiteArrays, iwae_surrogate
+from ppl_arms.core.estimators import DistKind
 from ppl_arms.numpyro._trace import ParticleTraces, particle_traces, seed_plates
 from ppl_arms.numpyro.coupling import PARTICLE_AXIS, Coupling, SitePlan
 from ppl_arms.numpyro.elbo import _check_vectorized
@@ -160,49 +158,24 @@ class TraceARMS_IWAE(ELBO):
 
         keys = random.split(rng_key, self._num_sets * n)
         out = jax.vmap(single_particle, axis_name=PARTICLE_AXIS)(keys)
-        scale = static["scale"]
-        log_w = out["log_weight"][:n]
-        bound = jax.scipy.special.logsumexp(log_w, axis=0) - math.log(n)
-        objective = scale * jnp.sum(bound)
-        w_tilde = lax.stop_gradient(jax.nn.softmax(log_w, axis=0))
-        total = jnp.zeros((), objective.dtype)
-        if self.estimator == "vimco":
-            signal = scale * vimco_signals(log_w)
-        else:
-            signal = scale * local_signals(log_w, lax.stop_gradient(out["log_weight"][n:]))
-        for name, plan in plans.items():
-            z, params = out["values"][name], out["params"][name]
-            align = (1,) * plan.event_ndims if plan.kind is not DistKind.OTHER else ()
-            if plan.kind is not DistKind.OTHER:
-                # direct term of the bound for this site: -sum_i w~_i grad log q(z_i), masked
-                # direct term of the bound: d(objective)/d log q(z_i) = -(site scale) * w~_i
-                site_scale = out["scales"][name][:n]
-                site_scale = jnp.reshape(site_scale, site_scale.shape + align)
-                direct = -site_scale * jnp.reshape(w_tilde, w_tilde.shape + align)
-                mask = out["masks"].get(name)
-                if mask is not None:
-                    direct = direct * mask[:n]
-                total = total + carrier(
-                    directions(plan.kind, direct, z[:n], params[:n]), params[:n]
-                )
-            f = jnp.reshape(signal, signal.shape + align)
-            if self.estimator == "vimco":
-                if plan.kind is DistKind.OTHER:
-                    total = total + score_carrier(f, params)
-                else:
-                    total = total + carrier(directions(plan.kind, f, z, params), params)
-            else:
-                shared = out["shared"].get(name)
-                total = total + site_carrier(
-                    plan.estimator,
-                    plan.kind,
-                    f,
-                    z[n:],
-                    params[n:],
-                    None if shared is None else shared[n],
-                )
+        sites = [
+            SiteArrays(
+                plan.estimator,
+                plan.kind,
+                plan.event_ndims,
+                out["values"][name],
+                out["params"][name],
+                shared=None if name not in out["shared"] else out["shared"][name][n],
+                mask=out["masks"].get(name),
+                scale=out["scales"].get(name),
+            )
+            for name, plan in plans.items()
+        ]
+        loss = -iwae_surrogate(
+            out["log_weight"], n, static["scale"], sites, vimco=self.estimator == "vimco"
+        )
         mutable = jax.tree.map(lambda x: x[0], out["mutable"]) if out["mutable"] else None
-        return {"loss": -with_gradient(objective, total), "mutable_state": mutable}
+        return {"loss": loss, "mutable_state": mutable}
 
     def _particle_outputs(
         self, traces: ParticleTraces, frames: list[Any], scale: float
@@ -222,9 +195,9 @@ class TraceARMS_IWAE(ELBO):
             site = traces.guide_trace[name]
             info = traces.coupling.distributions[name]
             values[name] = site["value"]
-            batch = info.coord_shape[: len(info.coord_shape) - info.event_ndims]
-            site_scale = 1.0 if site["scale"] is None else site["scale"]
-            scales[name] = jnp.broadcast_to(jnp.asarray(site_scale, log_weight.dtype), batch)
+            if site["scale"] is not None:
+                batch = info.coord_shape[: len(info.coord_shape) - info.event_ndims]
+                scales[name] = jnp.broadcast_to(jnp.asarray(site["scale"], log_weight.dtype), batch)
             if plan.kind is DistKind.OTHER:
                 params[name] = info.unmasked_log_prob(site["value"])
             else:

@@ -18,8 +18,8 @@ from pyro.poutine.util import prune_subsample_sites, site_is_subsample
 from pyro.util import check_model_guide_match, check_site_shape, warn_if_nan
 
 from ppl_arms.config import EstimatorConfig
+from ppl_arms.core.assembly import SiteArrays, elbo_surrogate
 from ppl_arms.core.estimators import DistKind
-from ppl_arms.core.surrogate import site_carrier, with_gradient
 from ppl_arms.pyro.coupling import Coupling
 
 __all__ = ["TraceARMS_ELBO", "TraceGraphARMS_ELBO"]
@@ -195,26 +195,23 @@ class _CoupledELBO(ELBO):
                 lp = site["log_prob_sum"]
                 elbo = elbo - (lp.detach() if name in plans else lp)
         signals = self._signals(model_trace, guide_trace, coupling)
-        elbo = detach_provenance(elbo) / n
-        total = torch.zeros((), dtype=elbo.dtype, device=elbo.device)
+        sites = []
         for name, plan in plans.items():
             value = detach_provenance(guide_trace.nodes[name]["value"])
             info = coupling.distributions[name]
-            f = detach_provenance(signals[name])
-            if plan.kind is DistKind.OTHER:
-                params = detach_provenance(info.unmasked_log_prob(value))
-            else:
-                params = detach_provenance(info.logits())
-                f = f.reshape(f.shape + (1,) * plan.event_ndims)
-            total = total + site_carrier(
-                plan.estimator,
-                plan.kind,
-                f,
-                info.coordinates(value),
-                params,
-                coupling.shared.get(name),
+            params = info.unmasked_log_prob(value) if plan.kind is DistKind.OTHER else info.logits()
+            sites.append(
+                SiteArrays(
+                    plan.estimator,
+                    plan.kind,
+                    plan.event_ndims,
+                    info.coordinates(value),
+                    detach_provenance(params),
+                    shared=coupling.shared.get(name),
+                    signal=detach_provenance(signals[name]),
+                )
             )
-        return -with_gradient(elbo, total)
+        return -elbo_surrogate(detach_provenance(elbo) / n, sites)
 
 
 class TraceARMS_ELBO(_CoupledELBO):

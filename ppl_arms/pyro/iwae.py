@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,9 +10,8 @@ from pyro.infer.util import MultiFrameTensor
 from pyro.poutine.trace_struct import Trace
 
 from ppl_arms.config import INFER_KEY, IWAE_ESTIMATORS, EstimatorConfig, check_choice
-from ppl_arms.core.estimators import DistKind, directions
-from ppl_arms.core.iwae import local_signals, vimco_signals
-from ppl_arms.core.surrogate import carrier, score_carrier, site_carrier, with_gradient
+from ppl_arms.core.assembly import SiteArrays, iwae_surrogate
+from ppl_arms.core.estimators import DistKind
 from ppl_arms.pyro.coupling import PARTICLE_PLATE, Coupling
 from ppl_arms.pyro.elbo import _CoupledELBO
 
@@ -155,40 +153,25 @@ class TraceARMS_IWAE(_CoupledELBO):
                     lp = lp.detach()  # its direct gradient goes through the logit carrier
                 terms.add((site["cond_indep_stack"], -lp))
         log_weight = terms.sum_to(frames) / scale  # [2n or n, ...common plate dims]
-        log_w = log_weight[:n]
-        bound = torch.logsumexp(log_w, 0) - math.log(n)
-        objective = scale * bound.sum()
-        w_tilde = torch.softmax(log_w, 0).detach()
-        if self.estimator == "vimco":
-            signal = scale * vimco_signals(log_w)
-        else:
-            signal = scale * local_signals(log_w, log_weight[n:].detach())
-        total = torch.zeros((), dtype=objective.dtype, device=objective.device)
+        sites = []
         for name, plan in plans.items():
             info = coupling.distributions[name]
-            value = guide_trace.nodes[name]["value"]
-            z = info.coordinates(value)
-            align = (1,) * plan.event_ndims if plan.kind is not DistKind.OTHER else ()
-            params = info.unmasked_log_prob(value) if plan.kind is DistKind.OTHER else info.logits()
-            if plan.kind is not DistKind.OTHER:
-                # direct term of the bound: d(objective)/d log q(z_i) = -(site scale) * w~_i
-                site_scale = torch.as_tensor(guide_trace.nodes[name]["scale"], dtype=w_tilde.dtype)
-                site_scale = site_scale.expand(info.fn.batch_shape)[:n]
-                site_scale = site_scale.reshape(site_scale.shape + align)
-                direct = -site_scale * w_tilde.reshape(w_tilde.shape + align)
-                if info.mask is not None:
-                    direct = direct * info.mask[:n]
-                total = total + carrier(
-                    directions(plan.kind, direct, z[:n], params[:n]), params[:n]
+            site = guide_trace.nodes[name]
+            is_other = plan.kind is DistKind.OTHER
+            site_scale = None
+            if not is_other:  # the direct term of a discrete site carries the site's own scale
+                site_scale = torch.as_tensor(site["scale"], dtype=log_weight.dtype)
+                site_scale = site_scale.expand(info.fn.batch_shape)
+            sites.append(
+                SiteArrays(
+                    plan.estimator,
+                    plan.kind,
+                    plan.event_ndims,
+                    info.coordinates(site["value"]),
+                    info.unmasked_log_prob(site["value"]) if is_other else info.logits(),
+                    shared=coupling.shared.get(name),
+                    mask=info.mask,
+                    scale=site_scale,
                 )
-            f = signal.reshape(signal.shape + align)
-            if self.estimator == "vimco":
-                if plan.kind is DistKind.OTHER:
-                    total = total + score_carrier(f, params)
-                else:
-                    total = total + carrier(directions(plan.kind, f, z, params), params)
-            else:
-                total = total + site_carrier(
-                    plan.estimator, plan.kind, f, z[n:], params[n:], coupling.shared.get(name)
-                )
-        return -with_gradient(objective, total)
+            )
+        return -iwae_surrogate(log_weight, n, scale, sites, vimco=self.estimator == "vimco")
