@@ -53,6 +53,7 @@ from ppl_arms.core.estimators import (
     SiteEstimator,
     StickBreakingCARMS,
     directions,
+    independent_uniforms,
 )
 from ppl_arms.core.iwae import iwae_bound, leave_one_out_logsumexp, local_signals, vimco_signals
 from ppl_arms.core.loorf import loorf_coefficients
@@ -64,7 +65,15 @@ from ppl_arms.core.stick_breaking import (
     stick_breaking_pair_weights,
     stick_breaking_sample,
 )
-from ppl_arms.core.surrogate import carrier, score_carrier, site_carrier, with_gradient
+from ppl_arms.core.surrogate import (
+    carrier,
+    logit_score,
+    score_carrier,
+    site_carrier,
+    site_coefficients,
+    summed_directions,
+    with_gradient,
+)
 
 __all__ = [
     "ARMS",
@@ -104,10 +113,12 @@ __all__ = [
     "dense_pair_weights",
     "directions",
     "disarm_coefficients",
+    "independent_uniforms",
     "interval_edges",
     "iwae_bound",
     "leave_one_out_logsumexp",
     "local_signals",
+    "logit_score",
     "loorf_coefficients",
     "ordering_index",
     "pair_list_coefficients",
@@ -116,11 +127,13 @@ __all__ = [
     "sample_pairs",
     "score_carrier",
     "site_carrier",
+    "site_coefficients",
     "stick_breaking_coefficients",
     "stick_breaking_noise_shape",
     "stick_breaking_pair_list_weights",
     "stick_breaking_pair_weights",
     "stick_breaking_sample",
+    "summed_directions",
     "threshold_sample",
     "vimco_signals",
     "with_gradient",

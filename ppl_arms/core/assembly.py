@@ -23,7 +23,14 @@ from ppl_arms._typing import Array
 from ppl_arms.core._ops import get_ops
 from ppl_arms.core.estimators import DistKind, SiteEstimator, directions
 from ppl_arms.core.iwae import local_signals, vimco_signals
-from ppl_arms.core.surrogate import carrier, score_carrier, site_carrier, with_gradient
+from ppl_arms.core.surrogate import (
+    carrier,
+    score_carrier,
+    site_carrier,
+    site_coefficients,
+    summed_directions,
+    with_gradient,
+)
 
 __all__ = ["SiteArrays", "elbo_surrogate", "iwae_surrogate"]
 
@@ -38,22 +45,34 @@ class SiteArrays:
         event_ndims: Event dims of its coordinates (``to_event``), appended to per-element arrays.
         values: Sample coordinates ``[P, *coords]`` (integers for categorical sites).
         params: Differentiable logits ``[P, *coords(, K)]``, or for :attr:`DistKind.OTHER` the
-            unmasked, unscaled ``log_prob`` ``[P, *batch]``.
+            unmasked, unscaled ``log_prob`` ``[P, *batch]``. May be ``None`` for the ELBO when
+            ``score`` or ``base`` is given (the lean forms below).
         shared: Boolean ``[*coords]``: coordinates that used the coupled draw (``None``: all).
         signal: Learning signals ``[P, *batch]`` (ELBO losses; ``None`` for the IWAE loss).
         mask: Boolean ``[P or 1, *coords]`` mask of the coordinates (IWAE direct term), or ``None``.
         scale: The site's scale ``[P or 1, *batch]`` (IWAE direct term), or ``None`` for one.
+        lead: Detached logits ``[*coords(, K)]`` common to the coupled particles (for the
+            coefficients when ``params`` is not given).
+        score: Differentiable per-particle score surrogate ``[P, *coords]``
+            (:func:`~ppl_arms.core.surrogate.logit_score`; for other kinds the unmasked log-prob):
+            the ELBO's carrier is ``sum(sg(c) * score)``, with no ``K`` axis per particle.
+        base: Differentiable logits without the particle axis that every particle's logits are
+            a broadcast of (broadcastable to ``[*coords(, K)]`` less the particle axis): the
+            carrier is ``sum(sg(summed_directions) * base)``, with no particle axis at all.
     """
 
     estimator: SiteEstimator
     kind: DistKind
     event_ndims: int
     values: Array
-    params: Array
+    params: Array | None
     shared: Array | None = None
     signal: Array | None = None
     mask: Array | None = None
     scale: Array | None = None
+    lead: Array | None = None
+    score: Array | None = None
+    base: Array | None = None
 
     def per_coordinate(self, x: Array) -> Array:
         """Append the event dims to a per-element array ``[P, *batch]`` (not for other kinds)."""
@@ -64,11 +83,24 @@ class SiteArrays:
 
 
 def elbo_surrogate(value: Array, sites: Sequence[SiteArrays]) -> Array:
-    """The ELBO estimate ``value`` with every site's estimator as its gradient."""
+    """The ELBO estimate ``value`` with every site's estimator as its gradient.
+
+    Each site's carrier takes the leanest form its record allows: ``base`` (summed directions
+    times the un-broadcast logits), ``score`` (coefficients times a per-particle score
+    surrogate), or per-particle ``params`` (:func:`~ppl_arms.core.surrogate.site_carrier`). All
+    three have the same gradient.
+    """
     total = value * 0
     for s in sites:
         f = s.per_coordinate(s.signal)
-        total = total + site_carrier(s.estimator, s.kind, f, s.values, s.params, s.shared)
+        if s.base is not None or s.score is not None:
+            c = site_coefficients(s.estimator, s.kind, f, s.values, s.lead, s.shared)
+            if s.base is not None:
+                total = total + carrier(summed_directions(s.kind, c, s.values, s.lead), s.base)
+            else:
+                total = total + score_carrier(c, s.score)
+        else:
+            total = total + site_carrier(s.estimator, s.kind, f, s.values, s.params, s.shared)
     return with_gradient(value, total)
 
 

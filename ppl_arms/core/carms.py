@@ -128,8 +128,25 @@ def interval_edges(p: Array) -> tuple[Array, Array]:
     return left, right
 
 
+def _sample_chunk(v: Array, order: Array, logits: Array) -> Array:
+    """:func:`carms_sample` on flat elements: ``v`` ``[c, m]``, ``order`` ``[c]``, ``logits`` ``[c, K]``."""
+    ops = get_ops(v, logits)
+    k = ops.shape(logits)[-1]
+    v = ops.moveaxis(v, 1, 0)  # [m, c]
+    p = ops.exp(ops.log_softmax(ops.stop_gradient(logits), axis=-1))
+    perm = ops.to_int(ops.const(carms_orderings(k), logits))[order]  # [c, K]
+    _, right = interval_edges(ops.take_along_axis(p, perm, axis=-1))
+    below = (ops.expand_dims(right, 0) < ops.expand_dims(v, -1)) | (ops.expand_dims(right, 0) <= 0)
+    position = ops.minimum(ops.sum(below, axis=-1), k - 1)  # counted on booleans: no float copy
+    z = ops.take_along_axis(perm, ops.expand_dims(ops.to_int(position), -1), axis=-1)[..., 0]
+    return ops.moveaxis(z, 0, 1)  # [c, m]
+
+
 def carms_sample(v: Array, order: Array, logits: Array) -> Array:
     """Draw ``n`` coupled categorical samples per element by the inverse CDF in a chosen ordering.
+
+    Elements are processed in chunks (``CHUNK_ENTRIES``), so the ``K``-sized temporaries stay
+    bounded whatever the number of elements.
 
     Args:
         v: Coupled uniforms of shape ``[n, *shape]`` (from a copula).
@@ -141,14 +158,17 @@ def carms_sample(v: Array, order: Array, logits: Array) -> Array:
     """
     ops = get_ops(v, logits)
     k = ops.shape(logits)[-1]
-    p = ops.exp(ops.log_softmax(ops.stop_gradient(logits), axis=-1))
-    perm = ops.const(carms_orderings(k), logits)
-    perm = ops.to_int(perm)[order]  # [*shape, K]
-    p_perm = ops.take_along_axis(p, perm, axis=-1)
-    _, right = interval_edges(p_perm)
-    below = (ops.expand_dims(right, 0) < ops.expand_dims(v, -1)) | (ops.expand_dims(right, 0) <= 0)
-    position = ops.minimum(ops.sum(below, axis=-1), k - 1)  # counted on booleans: no float copy
-    return ops.take_along_axis(perm, ops.expand_dims(ops.to_int(position), -1), axis=-1)[..., 0]
+    m = ops.shape(v)[0]
+    shape = broadcast_shapes(ops.shape(v)[1:], ops.shape(order), ("v[0]", "order"))
+    shape = broadcast_shapes(shape, ops.shape(logits)[:-1], ("elements", "logits"))
+    size = int(np.prod(shape, dtype=np.int64))
+    flat_v = ops.moveaxis(ops.reshape(ops.broadcast_to(v, (m, *shape)), (m, size)), 0, 1)
+    flat_order = ops.reshape(ops.broadcast_to(order, shape), (size,))
+    flat_logits = ops.reshape(ops.broadcast_to(logits, (*shape, k)), (size, k))
+    out = ops.map_chunks(
+        _sample_chunk, (flat_v, flat_order, flat_logits), max(1, CHUNK_ENTRIES // k)
+    )
+    return ops.reshape(ops.moveaxis(out, 0, 1), (m, *shape))
 
 
 def _probabilities(logits: Array) -> Array:
@@ -230,9 +250,10 @@ def carms_pair_probability(a: Array, b: Array, logits: Array, copula: Copula, n:
     return ops.fori_sum(rectangle, orderings.count, ops.zeros(shape, p)) / orderings.count
 
 
-def _pair_list_chunk(z: Array, p: Array, copula: Copula) -> Array:
-    """Pair weights of a chunk: ``z`` ``[c, n]`` and ``p`` ``[c, K]`` give ``[c, n(n-1)/2]``."""
-    ops = get_ops(z, p)
+def _pair_list_chunk(z: Array, logits: Array, copula: Copula) -> Array:
+    """Pair weights of a chunk: ``z`` ``[c, n]`` and ``logits`` ``[c, K]`` give ``[c, n(n-1)/2]``."""
+    ops = get_ops(z, logits)
+    p = _probabilities(logits)
     z = ops.moveaxis(z, 1, 0)  # [n, c]
     n = ops.shape(z)[0]
     first, second = sample_pairs(n)
@@ -272,18 +293,19 @@ def carms_pair_list_weights(z: Array, logits: Array, copula: Copula) -> Array:
     """
     ops = get_ops(z, logits)
     n = num_samples(z, name="z")
-    p = _probabilities(logits)
-    k = ops.shape(p)[-1]
-    shape = broadcast_shapes(ops.shape(z)[1:], ops.shape(p)[:-1], ("z[0]", "logits"))
+    logits = ops.stop_gradient(logits)
+    k = ops.shape(logits)[-1]
+    shape = broadcast_shapes(ops.shape(z)[1:], ops.shape(logits)[:-1], ("z[0]", "logits"))
     size = int(np.prod(shape, dtype=np.int64))
     flat_z = ops.reshape(ops.broadcast_to(z, (n, *shape)), (n, size))
-    flat_p = ops.reshape(ops.broadcast_to(p, (*shape, k)), (size, k))
+    flat_logits = ops.reshape(ops.broadcast_to(logits, (*shape, k)), (size, k))
     chunk = max(1, CHUNK_ENTRIES // k)
 
-    def weights(zc: Array, pc: Array) -> Array:
-        return _pair_list_chunk(zc, pc, copula)
+    def weights(zc: Array, lc: Array) -> Array:
+        return _pair_list_chunk(zc, lc, copula)
 
-    out = ops.map_chunks(weights, (ops.moveaxis(flat_z, 0, 1), flat_p), chunk)  # [size, pairs]
+    # [size, pairs]; the probabilities are computed per chunk too
+    out = ops.map_chunks(weights, (ops.moveaxis(flat_z, 0, 1), flat_logits), chunk)
     return ops.reshape(ops.moveaxis(out, 0, 1), (n * (n - 1) // 2, *shape))
 
 

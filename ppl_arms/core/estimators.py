@@ -9,6 +9,11 @@ of its own module. Objects are immutable and hashable (safe as static arguments 
 Noise arrays always carry a leading axis of size ``n`` (one row per sample) or ``1`` (shared by all
 samples of an element, such as the CARMS ordering), so an adapter that materialises one sample per
 particle (NumPyro under ``vmap``) can pick its row with ``noise[i]`` or ``noise[0]``.
+
+The same base noise also gives *independent* samples (:meth:`SiteEstimator.independent`): the rows
+of the copula's base noise are i.i.d., so sampling each particle from its own row with its own
+parameters is an exact i.i.d. draw. Adapters use it where a site's parameters differ across
+particles (the LOORF fallback), so they need no second random draw per site.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ __all__ = [
     "SiteEstimator",
     "StickBreakingCARMS",
     "directions",
+    "independent_uniforms",
 ]
 
 
@@ -70,6 +76,11 @@ class NoiseSpec:
 
     kind: NoiseKind
     shape: Shape
+
+
+def independent_uniforms(kind: NoiseKind, noise: Array) -> Array:
+    """Exact i.i.d. uniforms from i.i.d. base noise: the noise itself, or ``Phi(noise)``."""
+    return get_ops(noise).ndtr(noise) if kind is NoiseKind.NORMAL else noise
 
 
 def directions(kind: DistKind, coefficients: Array, z: Array, logits: Array) -> Array:
@@ -114,6 +125,16 @@ class SiteEstimator(ABC):
         """Samples ``[m, *shape]`` from ``m`` rows of :meth:`coupling` output and the logits."""
         raise TypeError(f"estimator '{self.name}' does not draw coupled samples")
 
+    def independent(self, noise: tuple[Array, ...]) -> tuple[Array, ...] | None:
+        """Independent uniforms with :meth:`coupling`'s structure, from the same base noise.
+
+        Row ``i`` fed to :meth:`sample` with any parameters gives an exact sample, independent of
+        the other rows' (the i.i.d. fallback at elements whose parameters differ across
+        particles). ``None`` when the noise has fewer than ``n`` independent rows (DisARM's ``n/2``
+        pairs); the adapter then draws i.i.d. samples itself.
+        """
+        return None
+
     @abstractmethod
     def coefficients(self, f: Array, z: Array, logits: Array | None) -> Array:
         """Per-sample coefficients ``[n, *shape]`` from learning signals ``f`` ``[n, *shape]``."""
@@ -156,6 +177,9 @@ class ARMS(SiteEstimator):
 
     def coupling(self, noise: tuple[Array, ...]) -> tuple[Array, ...]:  # noqa: D102
         return (self.copula.uniforms(noise[0]),)
+
+    def independent(self, noise: tuple[Array, ...]) -> tuple[Array, ...]:  # noqa: D102
+        return (independent_uniforms(self.copula.noise, noise[0]),)
 
     def sample(self, coupled: tuple[Array, ...], logits: Array) -> Array:  # noqa: D102
         return threshold_sample(coupled[0], logits)
@@ -212,6 +236,11 @@ class CARMS(SiteEstimator):
     def coupling(self, noise: tuple[Array, ...]) -> tuple[Array, ...]:  # noqa: D102
         return (self.copula.uniforms(noise[0]), noise[1])
 
+    def independent(self, noise: tuple[Array, ...]) -> tuple[Array, ...]:  # noqa: D102
+        # Given the ordering, independent uniforms give independent samples, each with the exact
+        # marginal whatever the ordering, so the samples are independent unconditionally too.
+        return (independent_uniforms(self.copula.noise, noise[0]), noise[1])
+
     def sample(self, coupled: tuple[Array, ...], logits: Array) -> Array:  # noqa: D102
         k = get_ops(logits).shape(logits)[-1]
         return carms_sample(coupled[0], ordering_index(coupled[1][0], k), logits)
@@ -235,6 +264,9 @@ class StickBreakingCARMS(SiteEstimator):
 
     def coupling(self, noise: tuple[Array, ...]) -> tuple[Array, ...]:  # noqa: D102
         return (self.copula.uniforms(noise[0]),)
+
+    def independent(self, noise: tuple[Array, ...]) -> tuple[Array, ...]:  # noqa: D102
+        return (independent_uniforms(self.copula.noise, noise[0]),)
 
     def sample(self, coupled: tuple[Array, ...], logits: Array) -> Array:  # noqa: D102
         return stick_breaking_sample(coupled[0], logits)

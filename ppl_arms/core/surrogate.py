@@ -11,12 +11,24 @@ estimate itself, no ``log_prob`` is differentiated), and for other sites
 
 from __future__ import annotations
 
+import numpy as np
+
 from ppl_arms._typing import Array
 from ppl_arms.core._ops import get_ops
+from ppl_arms.core.carms import CHUNK_ENTRIES
+from ppl_arms.core.categorical import categorical_score
 from ppl_arms.core.estimators import DistKind, SiteEstimator, directions
 from ppl_arms.core.loorf import loorf_coefficients
 
-__all__ = ["carrier", "score_carrier", "site_carrier", "with_gradient"]
+__all__ = [
+    "carrier",
+    "logit_score",
+    "score_carrier",
+    "site_carrier",
+    "site_coefficients",
+    "summed_directions",
+    "with_gradient",
+]
 
 
 def with_gradient(value: Array, carrier_term: Array) -> Array:
@@ -40,10 +52,107 @@ def carrier(directions: Array, logits: Array) -> Array:
     return ops.sum(ops.stop_gradient(directions) * logits)
 
 
+def logit_score(kind: DistKind, z: Array, logits: Array) -> Array:
+    r"""Per-coordinate surrogate ``s`` with :math:`\nabla s=\nabla\log q(z)` through the logits.
+
+    Bernoulli: :math:`s=(z-\mathrm{sg}(p))\,\phi`; categorical:
+    :math:`s=\phi_z-\sum_k\mathrm{sg}(p_k)\phi_k` (:func:`~ppl_arms.core.categorical_score`).
+    ``score_carrier(c, s)`` then has the gradient of ``carrier(directions(kind, c, z, logits),
+    logits)``, with ``[n, *coords]`` arrays only (no ``K`` axis per sample).
+
+    Args:
+        kind: Bernoulli or categorical.
+        z: Samples ``[n, *coords]``.
+        logits: Logits ``[n, *coords(, K)]`` or without the sample axis.
+
+    Returns:
+        Shape ``[n, *coords]``.
+    """
+    ops = get_ops(z, logits)
+    if kind is DistKind.CATEGORICAL:
+        return categorical_score(z, logits)
+    p = ops.sigmoid(ops.stop_gradient(logits))
+    return (ops.astype(z, p) - p) * logits
+
+
 def score_carrier(coefficients: Array, log_prob: Array) -> Array:
     """``sum(stop_gradient(c) * log_prob)`` for sites without a logit parameterisation."""
     ops = get_ops(coefficients, log_prob)
     return ops.sum(ops.stop_gradient(coefficients) * log_prob)
+
+
+def site_coefficients(
+    estimator: SiteEstimator,
+    kind: DistKind,
+    f: Array,
+    z: Array,
+    lead: Array | None,
+    shared: Array | None = None,
+) -> Array:
+    """Per-sample coefficients of one site, with LOORF where the coupled draw was not used.
+
+    Args:
+        estimator: The site's estimator.
+        kind: Distribution kind of the site.
+        f: Learning signals ``[n, ...]`` broadcastable to the site's coordinates (detached).
+        z: Sample values ``[n, *coords]``.
+        lead: The coupled samples' common logits ``[*coords(, K)]`` (detached; ``None`` for
+            estimators that ignore them and for other kinds).
+        shared: Boolean ``[*coords]``: whether the coupled draw was used (``None``: all).
+
+    Returns:
+        Coefficients ``[n, *coords]`` (``[n, *batch]`` for other kinds).
+    """
+    ops = get_ops(f, z)
+    if kind is DistKind.OTHER:
+        return estimator.coefficients(f, z, None)
+    coefficients = estimator.coefficients(f, z, None if lead is None else ops.stop_gradient(lead))
+    if estimator.coupled and shared is not None:
+        coefficients = ops.where(shared, coefficients, loorf_coefficients(f))
+    return coefficients
+
+
+def summed_directions(kind: DistKind, coefficients: Array, z: Array, logits: Array) -> Array:
+    r"""The per-sample directions summed over samples, :math:`\sum_i c_i(e_{z_i}-p)`, for shared logits.
+
+    Equal to ``sum(directions(kind, coefficients, z, logits), axis=0)`` when the logits have no
+    sample axis, without the ``[n, *coords, K]`` array of the categorical case: the one-hot part is
+    accumulated one sample at a time, over chunks of elements
+    (:meth:`~ppl_arms.core._ops.Ops.map_chunks`), so the ``K``-sized temporaries stay bounded.
+
+    Args:
+        kind: Bernoulli or categorical.
+        coefficients: ``[n, *coords]``.
+        z: Samples ``[n, *coords]``.
+        logits: Logits ``[*coords(, K)]`` shared by all samples.
+
+    Returns:
+        ``[*coords]`` (Bernoulli) or ``[*coords, K]`` (categorical), gradient-free.
+    """
+    ops = get_ops(coefficients, logits)
+    c = ops.stop_gradient(coefficients)
+    lg = ops.stop_gradient(logits)
+    if kind is not DistKind.CATEGORICAL:
+        p = ops.sigmoid(lg)
+        return ops.sum(c * (ops.astype(z, p) - p), axis=0)
+    k = ops.shape(lg)[-1]
+    n = ops.shape(c)[0]
+    shape = ops.shape(lg)[:-1]
+    size = int(np.prod(shape, dtype=np.int64))
+    flat_c = ops.moveaxis(ops.reshape(ops.broadcast_to(c, (n, *shape)), (n, size)), 0, 1)
+    flat_z = ops.moveaxis(ops.reshape(ops.broadcast_to(z, (n, *shape)), (n, size)), 0, 1)
+    flat_lg = ops.reshape(lg, (size, k))
+
+    def chunk(cc: Array, zc: Array, lc: Array) -> Array:  # [m, n], [m, n], [m, K] -> [m, K]
+        categories = ops.arange(k, lc)
+        total = -ops.expand_dims(ops.sum(cc, axis=1), -1) * ops.exp(ops.log_softmax(lc, axis=-1))
+        for i in range(n):
+            hit = ops.expand_dims(ops.to_int(zc[:, i]), -1) == categories
+            total = total + ops.where(hit, ops.expand_dims(cc[:, i], -1), 0.0)
+        return total
+
+    out = ops.map_chunks(chunk, (flat_c, flat_z, flat_lg), max(1, CHUNK_ENTRIES // k))
+    return ops.reshape(out, (*shape, k))
 
 
 def site_carrier(
@@ -74,11 +183,8 @@ def site_carrier(
     Returns:
         A scalar carrier (value zero after ``with_gradient``).
     """
-    ops = get_ops(f, params)
     if kind is DistKind.OTHER:
-        return score_carrier(estimator.coefficients(f, z, None), params)
-    lead = ops.stop_gradient(params[0])
-    coefficients = estimator.coefficients(f, z, lead)
-    if estimator.coupled and shared is not None:
-        coefficients = ops.where(shared, coefficients, loorf_coefficients(f))
+        return score_carrier(site_coefficients(estimator, kind, f, z, None), params)
+    ops = get_ops(f, params)
+    coefficients = site_coefficients(estimator, kind, f, z, ops.stop_gradient(params[0]), shared)
     return carrier(directions(kind, coefficients, z, params), params)

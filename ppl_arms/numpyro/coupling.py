@@ -9,7 +9,9 @@ sees each site's fully broadcast distribution, after plates, masks and ``infer_c
 At each non-reparameterised guide site it also checks, inside ``jit``, whether the site's
 parameters are identical across the coupled particles (``pmax == pmin`` per coordinate). Where they
 differ (the parameters depend on upstream per-particle samples), the coupled draw would be biased,
-so that coordinate takes the particle's own i.i.d. sample instead and the loss uses LOORF there.
+so that coordinate takes an i.i.d. sample instead (the particle's row of the i.i.d. base noise with
+its own parameters) and the loss uses LOORF there. The reductions over the particle axis are
+unbatched, so the loss gets the shared mask and the common logits once, not once per particle.
 """
 
 from __future__ import annotations
@@ -59,6 +61,14 @@ class Coupling(Messenger):
         first: Index of the first coupled particle on :data:`PARTICLE_AXIS`.
         num_coupled: Number of coupled particles (``first .. first + num_coupled - 1``); particles
             outside this range sample i.i.d. (the IWAE bound's own samples).
+        num_particles: Size of the particle axis (default ``first + num_coupled``). When every
+            particle is coupled, the i.i.d. fallback comes from the base noise (no second draw).
+
+    Attributes:
+        shared: Per site, boolean ``[*coords]``: coordinates whose parameters are equal across
+            the coupled particles (unbatched under the particle ``vmap``).
+        lead: Per site, the coupled particles' logits ``[*coords(, K)]`` (unbatched; exact where
+            ``shared``, the particles' maximum elsewhere), for the estimator's coefficients.
     """
 
     def __init__(
@@ -68,15 +78,19 @@ class Coupling(Messenger):
         config: EstimatorConfig,
         first: int = 0,
         num_coupled: int | None = None,
+        num_particles: int | None = None,
     ) -> None:
         super().__init__(fn)
         self.key = key
         self.config = config
         self.first = first
         self.num_coupled = config.num_samples if num_coupled is None else num_coupled
+        total = first + self.num_coupled if num_particles is None else num_particles
+        self.all_coupled = first == 0 and self.num_coupled == total
         self.plans: dict[str, SitePlan] = {}
         self.distributions: dict[str, SiteDistribution] = {}
         self.shared: dict[str, jax.Array] = {}
+        self.lead: dict[str, jax.Array] = {}
         self._counter = 0
 
     def process_message(self, msg: dict[str, Any]) -> None:  # noqa: D102
@@ -122,18 +136,34 @@ class Coupling(Messenger):
         )
         coupled = estimator.coupling(noise)  # unbatched: computed once for all particles
         row = jnp.clip(index - self.first, 0, self.num_coupled - 1)
-        rows = tuple(
-            lax.dynamic_index_in_dim(x, row if x.shape[0] > 1 else 0, keepdims=True)
-            for x in coupled
-        )
-        z_coupled = estimator.sample(rows, logits)[0]
-        # Shared parameters across the coupled particles? (jit-safe, per coordinate)
-        hi = lax.pmax(jnp.where(in_range, logits, -jnp.inf), PARTICLE_AXIS)
-        lo = lax.pmin(jnp.where(in_range, logits, jnp.inf), PARTICLE_AXIS)
+
+        def own_rows(arrays: tuple[jax.Array, ...]) -> tuple[jax.Array, ...]:
+            return tuple(
+                lax.dynamic_index_in_dim(x, row if x.shape[0] > 1 else 0, keepdims=True)
+                for x in arrays
+            )
+
+        z_coupled = estimator.sample(own_rows(coupled), logits)[0]
+        # Shared parameters across the coupled particles? (jit-safe, per coordinate). The
+        # reductions over the particle axis are unbatched under vmap, so ``hi`` doubles as the
+        # coupled particles' common logits (exact wherever ``shared``) for the loss.
+        if self.all_coupled:
+            hi, lo = lax.pmax(logits, PARTICLE_AXIS), lax.pmin(logits, PARTICLE_AXIS)
+        else:
+            hi = lax.pmax(jnp.where(in_range, logits, -jnp.inf), PARTICLE_AXIS)
+            lo = lax.pmin(jnp.where(in_range, logits, jnp.inf), PARTICLE_AXIS)
         shared = hi == lo
         if site.kind is DistKind.CATEGORICAL:
             shared = jnp.all(shared, axis=-1)
-        z_own = fn.sample(msg["kwargs"]["rng_key"])
+        independent = estimator.independent(noise) if self.all_coupled else None
+        if independent is None:
+            z_own = fn.sample(msg["kwargs"]["rng_key"])
+        else:
+            # This particle's row of the i.i.d. base noise with its own parameters: an exact
+            # i.i.d. sample where the parameters differ (no second random draw per site).
+            value_dtype = jax.eval_shape(fn.sample, msg["kwargs"]["rng_key"]).dtype
+            z_own = estimator.sample(own_rows(independent), logits)[0].astype(value_dtype)
         use = shared & in_range
         msg["value"] = jnp.where(use, z_coupled.astype(z_own.dtype), z_own)
         self.shared[name] = shared
+        self.lead[name] = hi

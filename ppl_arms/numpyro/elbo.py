@@ -15,10 +15,27 @@ from numpyro.infer.elbo import MultiFrameTensor, get_nonreparam_deps
 from ppl_arms.config import EstimatorConfig
 from ppl_arms.core.assembly import SiteArrays, elbo_surrogate
 from ppl_arms.core.estimators import DistKind
+from ppl_arms.core.surrogate import logit_score
 from ppl_arms.numpyro._trace import ParticleTraces, particle_traces, seed_plates
 from ppl_arms.numpyro.coupling import PARTICLE_AXIS, Coupling, SitePlan
 
 __all__ = ["TraceARMS_ELBO", "TraceGraphARMS_ELBO"]
+
+
+_PARTICLE_OUTPUTS = ("elbo", "signals", "values", "scores", "mutable")
+"""Per-particle outputs of the vmapped particle function (batched along the particle axis)."""
+
+
+def _shard_particles(keys: jax.Array, sharding: jax.sharding.Sharding | None) -> jax.Array:
+    """Lay the particle keys out with ``sharding`` (no-op for ``None``).
+
+    Under ``jit`` the SPMD partitioner propagates the layout into the particle ``vmap``, so the
+    particles run on the devices of the sharding's mesh axis and the coupling's reductions over the
+    particle axis become cross-device collectives; the numbers do not change.
+    """
+    if sharding is None:
+        return keys
+    return jax.lax.with_sharding_constraint(keys, sharding)
 
 
 def _check_vectorized(vectorize_particles: Any) -> None:
@@ -41,9 +58,11 @@ class _CoupledELBO(ELBO):
         copula: str = "dirichlet",
         categorical_coupling: str = "inverse_cdf",
         vectorize_particles: bool = True,
+        particle_sharding: jax.sharding.Sharding | None = None,
     ) -> None:
         _check_vectorized(vectorize_particles)
         self.config = EstimatorConfig(estimator, copula, categorical_coupling, num_particles)
+        self.particle_sharding = particle_sharding
         super().__init__(num_particles=num_particles, vectorize_particles=True)
 
     def __repr__(self) -> str:
@@ -105,17 +124,22 @@ class _CoupledELBO(ELBO):
             plans.update(traces.coupling.plans)
             return self._particle_outputs(traces, model, guide, param_map, args, kwargs)
 
-        keys = random.split(rng_key, self.num_particles)
-        out = jax.vmap(single_particle, axis_name=PARTICLE_AXIS)(keys)
+        keys = _shard_particles(random.split(rng_key, self.num_particles), self.particle_sharding)
+        # The shared masks and common logits come from reductions over the particle axis, so
+        # they leave the vmap unbatched (once, not once per particle).
+        out_axes = {key: 0 for key in _PARTICLE_OUTPUTS} | {"shared": None, "lead": None}
+        out = jax.vmap(single_particle, axis_name=PARTICLE_AXIS, out_axes=out_axes)(keys)
         sites = [
             SiteArrays(
                 plan.estimator,
                 plan.kind,
                 plan.event_ndims,
                 out["values"][name],
-                out["params"][name],
-                shared=None if name not in out["shared"] else out["shared"][name][0],
+                None,
+                shared=out["shared"].get(name),
                 signal=out["signals"][name],
+                lead=out["lead"].get(name),
+                score=out["scores"][name],
             )
             for name, plan in plans.items()
         ]
@@ -139,22 +163,24 @@ class _CoupledELBO(ELBO):
         for name, site in traces.sample_sites("guide").items():
             lp = jnp.sum(site["log_prob"])
             elbo = elbo - (lax.stop_gradient(lp) if name in plans else lp)
-        values, params = {}, {}
+        values, scores = {}, {}
         for name, plan in plans.items():
             site = traces.guide_trace[name]
             dist_info = traces.coupling.distributions[name]
             values[name] = site["value"]
             if plan.kind is DistKind.OTHER:
-                params[name] = dist_info.unmasked_log_prob(site["value"])
+                scores[name] = dist_info.unmasked_log_prob(site["value"])
             else:
-                params[name] = dist_info.logits()
+                # the particle's score surrogate: [*coords], no K axis (the logits stay inside)
+                scores[name] = logit_score(plan.kind, site["value"], dist_info.logits())
         signals = self._signals(traces, model, guide, param_map, args, kwargs)
         return {
             "elbo": elbo,
             "signals": signals,
             "values": values,
-            "params": params,
+            "scores": scores,
             "shared": dict(traces.coupling.shared),
+            "lead": dict(traces.coupling.lead),
             "mutable": traces.mutable_state(),
         }
 
@@ -187,6 +213,10 @@ class TraceARMS_ELBO(_CoupledELBO):
         copula: ``"dirichlet"`` or ``"gaussian"``.
         categorical_coupling: ``"inverse_cdf"`` (CARMS-I) or ``"stick_breaking"``.
         vectorize_particles: Must be ``True`` (particles are coupled across a named vmap axis).
+        particle_sharding: Optional :class:`jax.sharding.Sharding` of the particle axis, e.g.
+            ``NamedSharding(mesh, PartitionSpec("particles"))``: under ``jit`` the particles are
+            spread over that mesh axis (combine with data-plate arrays sharded on another axis).
+            The loss and its gradient are unchanged (see :doc:`/scale`).
 
     Example::
 

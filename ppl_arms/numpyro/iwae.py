@@ -16,7 +16,7 @@ from ppl_arms.core.assembly import SiteArrays, iwae_surrogate
 from ppl_arms.core.estimators import DistKind
 from ppl_arms.numpyro._trace import ParticleTraces, particle_traces, seed_plates
 from ppl_arms.numpyro.coupling import PARTICLE_AXIS, Coupling, SitePlan
-from ppl_arms.numpyro.elbo import _check_vectorized
+from ppl_arms.numpyro.elbo import _check_vectorized, _shard_particles
 
 __all__ = ["TraceARMS_IWAE"]
 
@@ -77,6 +77,8 @@ class TraceARMS_IWAE(ELBO):
         categorical_coupling: ``"inverse_cdf"`` or ``"stick_breaking"``.
         bound_plates: ``None`` (automatic), ``()`` or plate names; see above.
         vectorize_particles: Must be ``True``.
+        particle_sharding: Optional sharding of the particle axis (as in
+            :class:`~ppl_arms.numpyro.TraceARMS_ELBO`).
 
     References:
         Y. Burda, R. Grosse, R. Salakhutdinov. "Importance Weighted Autoencoders." ICLR 2016.
@@ -94,6 +96,7 @@ class TraceARMS_IWAE(ELBO):
         categorical_coupling: str = "inverse_cdf",
         bound_plates: Sequence[str] | None = None,
         vectorize_particles: bool = True,
+        particle_sharding: jax.sharding.Sharding | None = None,
     ) -> None:
         _check_vectorized(vectorize_particles)
         check_choice(estimator, IWAE_ESTIMATORS, "IWAE estimator")
@@ -101,6 +104,7 @@ class TraceARMS_IWAE(ELBO):
         self.estimator = estimator
         self.config = EstimatorConfig(site_default, copula, categorical_coupling, num_particles)
         self.bound_plates = None if bound_plates is None else tuple(bound_plates)
+        self.particle_sharding = particle_sharding
         super().__init__(num_particles=num_particles, vectorize_particles=True)
 
     def __repr__(self) -> str:
@@ -156,7 +160,7 @@ class TraceARMS_IWAE(ELBO):
             static["scale"] = _common_scale(traces, frames)
             return self._particle_outputs(traces, frames, static["scale"])
 
-        keys = random.split(rng_key, self._num_sets * n)
+        keys = _shard_particles(random.split(rng_key, self._num_sets * n), self.particle_sharding)
         out = jax.vmap(single_particle, axis_name=PARTICLE_AXIS)(keys)
         sites = [
             SiteArrays(

@@ -17,7 +17,7 @@ from torch.distributions import Distribution, Independent
 
 from ppl_arms.core.estimators import DistKind
 
-__all__ = ["SiteDistribution", "unwrap"]
+__all__ = ["SiteDistribution", "broadcast_base", "unwrap"]
 
 
 @dataclass
@@ -63,11 +63,18 @@ class SiteDistribution:
         """Integer (or 0/1) coordinates of a value: argmax of one-hot values, else the value."""
         return value.argmax(-1) if self.one_hot else value
 
-    def to_value(self, z: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        """Turn coordinates back into a value of the site's dtype (one-hot if needed)."""
+    def to_value(self, z: torch.Tensor) -> torch.Tensor:
+        """Turn coordinates into a value with the dtype the site's ``sample`` returns.
+
+        Bernoulli and one-hot values have the logits' floating dtype, categorical values are
+        ``int64`` (as Pyro's samplers return them).
+        """
+        dtype = self.base.logits.dtype
         if self.one_hot:
-            return torch.nn.functional.one_hot(z.long(), like.shape[-1]).to(like.dtype)
-        return z.to(like.dtype)
+            return torch.nn.functional.one_hot(z.long(), self.num_categories).to(dtype)
+        if self.kind is DistKind.CATEGORICAL:
+            return z.long()
+        return z.to(dtype)
 
     def unmasked_log_prob(self, value: torch.Tensor) -> torch.Tensor:
         """``log q(value)`` per batch element, ignoring masks and scales (the score's base)."""
@@ -75,6 +82,31 @@ class SiteDistribution:
         if self.reinterpreted_ndims:
             lp = lp.sum(tuple(range(-self.reinterpreted_ndims, 0)))
         return lp.expand(self.fn.batch_shape)
+
+
+def broadcast_base(x: torch.Tensor) -> torch.Tensor | None:
+    """The differentiable tensor that ``x`` is a broadcast view of along its leading axis, if any.
+
+    Pyro's plates broadcast a guide site's logits with ``expand``, so logits that do not depend on
+    per-particle samples are a view with stride 0 along the particle axis. Gradients through such a
+    view sum ``n`` copies; working with the tensor it views (``x._base``, checked to lay out
+    exactly the same memory as ``x`` once expanded) lets the loss form its carrier without any
+    particle axis. Returns ``None`` when ``x`` is not such a view (the loss then uses ``x``).
+    """
+    if x.dim() == 0 or x.shape[0] < 2 or x.stride(0) != 0 or x._base is None:
+        return None
+    base = x._base
+    try:
+        view = base.expand(x.shape)
+    except RuntimeError:
+        return None
+    same_layout = (
+        view.stride() == x.stride()
+        and view.storage_offset() == x.storage_offset()
+        and view.data_ptr() == x.data_ptr()
+        and view.dtype == x.dtype
+    )
+    return base if same_layout else None
 
 
 def _as_mask(mask: object, layer_shape: tuple[int, ...], event: int) -> torch.Tensor | None:

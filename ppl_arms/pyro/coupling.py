@@ -5,7 +5,10 @@ it sees the fully broadcast distribution with the particle dimension first, afte
 plates, masks, scales and ``infer_config``. At a discrete site with a coupled estimator it draws
 the ``n`` values jointly from base noise (Pyro's global torch RNG, so ``pyro.set_rng_seed`` makes
 it reproducible). Where the site's parameters differ across particles (they depend on upstream
-per-particle samples), those coordinates keep Pyro's own i.i.d. draw and the loss uses LOORF.
+per-particle samples), those coordinates take an i.i.d. draw instead (each particle's row of the
+i.i.d. base noise with its own parameters) and the loss uses LOORF. When the parameters are
+broadcast along the particle plate (stride 0, the usual case: they do not depend on per-particle
+samples), they are shared by construction, and nothing is compared or drawn twice.
 """
 
 from __future__ import annotations
@@ -104,20 +107,41 @@ class Coupling(Messenger):
         self.distributions[name] = site
         if not estimator.coupled:
             return
-        own = fn.sample()
         lo, hi = self.first, self.first + self.num_coupled
         with torch.no_grad():
             logits = detach_provenance(site.logits()).detach()
             part = logits[lo:hi]
-            shared = (part == part[:1]).all(0)
-            if site.kind is DistKind.CATEGORICAL:
-                shared = shared.all(-1)
+            # Parameters broadcast along the particle plate (stride 0) are identical across
+            # particles by construction: no comparison and no i.i.d. fallback are needed.
+            structural = part.stride(0) == 0
             specs = estimator.noise_specs(
                 self.num_coupled, site.coord_shape[1:], site.num_categories
             )
             noise = tuple(_draw(s.kind, s.shape, logits) for s in specs)
             z = estimator.sample(estimator.coupling(noise), part[0])
-            coords = site.coordinates(detach_provenance(own)).clone()
-            coords[lo:hi] = torch.where(shared, z.to(coords.dtype), coords[lo:hi])
-        msg["value"] = site.to_value(coords, own)
-        self.shared[name] = shared
+            all_coupled = self.num_coupled == self.num_particles
+            independent = None if structural else estimator.independent(noise)
+            if structural and all_coupled:
+                coords = z
+            elif independent is not None and all_coupled:
+                shared = _shared(part, site.kind)
+                # Row i of the (i.i.d.) base noise with particle i's own parameters: an exact
+                # i.i.d. sample where the parameters differ (no second random draw).
+                own = estimator.sample(tuple(u.unsqueeze(0) for u in independent), part)[0]
+                coords = torch.where(shared, z.to(own.dtype), own)
+                self.shared[name] = shared
+            else:
+                coords = site.coordinates(detach_provenance(fn.sample())).clone()
+                if structural:
+                    coords[lo:hi] = z.to(coords.dtype)
+                else:
+                    shared = _shared(part, site.kind)
+                    coords[lo:hi] = torch.where(shared, z.to(coords.dtype), coords[lo:hi])
+                    self.shared[name] = shared
+        msg["value"] = site.to_value(coords)
+
+
+def _shared(part: torch.Tensor, kind: DistKind) -> torch.Tensor:
+    """Coordinates whose parameters are equal across the particles of ``part`` (no host sync)."""
+    shared = (part == part[:1]).all(0)
+    return shared.all(-1) if kind is DistKind.CATEGORICAL else shared

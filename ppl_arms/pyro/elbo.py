@@ -20,6 +20,7 @@ from pyro.util import check_model_guide_match, check_site_shape, warn_if_nan
 from ppl_arms.config import EstimatorConfig
 from ppl_arms.core.assembly import SiteArrays, elbo_surrogate
 from ppl_arms.core.estimators import DistKind
+from ppl_arms.pyro._sites import SiteDistribution, broadcast_base
 from ppl_arms.pyro.coupling import Coupling
 
 __all__ = ["TraceARMS_ELBO", "TraceGraphARMS_ELBO"]
@@ -37,6 +38,21 @@ def check_guide_covers_model(model_trace: Trace, guide_trace: Trace) -> None:
                 "it would be drawn from the prior and bias the objective. Add a sample site "
                 f"named '{name}' to the guide (or observe it in the model)."
             )
+
+
+def _check_signal_shape(name: str, signal: torch.Tensor, info: SiteDistribution) -> None:
+    """Raise if a site's learning signal has more elements than the site (not broadcast-safe)."""
+    batch = info.coord_shape[: len(info.coord_shape) - info.event_ndims]
+    if info.kind is DistKind.OTHER:
+        batch = tuple(info.fn.batch_shape)
+    if torch.broadcast_shapes(tuple(signal.shape), batch) != batch:
+        raise ValueError(
+            f"the learning signal of site '{name}' has shape {tuple(signal.shape)}, which does not "
+            f"fit the site's batch shape {batch} (particle plate first): some log-density of the "
+            "model or guide has more batch dims than its plates. Vectorised particles need "
+            "broadcast-safe programs, e.g. no keepdim=True sums that turn a per-particle value "
+            "of shape (n, 1) into (n, 1, 1) and then broadcast against (n, B) to (n, n, B)."
+        )
 
 
 @contextlib.contextmanager
@@ -146,7 +162,10 @@ class _CoupledELBO(ELBO):
 
     def _traces(self, model: Callable, guide: Callable, args: tuple, kwargs: dict) -> Iterator:
         if self.max_plate_nesting == float("inf"):
-            self._guess_max_plate_nesting(model, guide, args, kwargs)
+            # The guess runs the programs once; keep it out of the CPU random stream, so a seeded
+            # first call draws what a later call would.
+            with torch.random.fork_rng(devices=[]):
+                self._guess_max_plate_nesting(model, guide, args, kwargs)
         yield self._coupled_traces(
             self._vectorized_num_particles(model),
             self._vectorized_num_particles(guide),
@@ -199,16 +218,39 @@ class _CoupledELBO(ELBO):
         for name, plan in plans.items():
             value = detach_provenance(guide_trace.nodes[name]["value"])
             info = coupling.distributions[name]
-            params = info.unmasked_log_prob(value) if plan.kind is DistKind.OTHER else info.logits()
+            signal = detach_provenance(signals[name])
+            _check_signal_shape(name, signal, info)
+            z = info.coordinates(value)
+            if plan.kind is DistKind.OTHER:
+                params = detach_provenance(info.unmasked_log_prob(value))
+                sites.append(SiteArrays(plan.estimator, plan.kind, 0, z, params, signal=signal))
+                continue
+            logits = detach_provenance(info.logits())
+            base = None if name in coupling.shared else broadcast_base(logits)
+            if base is not None:
+                # logits broadcast along the particle plate: carrier on the un-broadcast tensor
+                sites.append(
+                    SiteArrays(
+                        plan.estimator,
+                        plan.kind,
+                        plan.event_ndims,
+                        z,
+                        None,
+                        signal=signal,
+                        lead=logits[0].detach(),
+                        base=base,
+                    )
+                )
+                continue
             sites.append(
                 SiteArrays(
                     plan.estimator,
                     plan.kind,
                     plan.event_ndims,
-                    info.coordinates(value),
-                    detach_provenance(params),
+                    z,
+                    logits,
                     shared=coupling.shared.get(name),
-                    signal=detach_provenance(signals[name]),
+                    signal=signal,
                 )
             )
         return -elbo_surrogate(detach_provenance(elbo) / n, sites)

@@ -26,7 +26,7 @@ def mixed_model(x, subsample_size=None):
         z = pyro.sample("z", dist.Bernoulli(0.5))
         c = pyro.sample("c", dist.Categorical(w))
         o = pyro.sample("o", dist.OneHotCategorical(torch.ones(2) / 2))
-        shift = 0.1 * c + 0.2 * flags.sum(-1, keepdim=True) + 0.3 * o[..., 0]
+        shift = 0.1 * c + 0.2 * flags.sum(-1) + 0.3 * o[..., 0]
         pyro.sample("x", dist.Normal(mu + 2.0 * z - 1.0 + shift, s), obs=x[idx])
 
 
