@@ -113,7 +113,8 @@ class TorchOps:
 
     def take_along_axis(self, x: torch.Tensor, idx: torch.Tensor, axis: int) -> torch.Tensor:
         x, idx = _align_for_gather(x, idx.long(), axis)
-        return torch.take_along_dim(x, idx, dim=axis)
+        # gather directly: take_along_dim wraps indices with a costly remainder (ours are >= 0)
+        return torch.gather(x, axis % x.ndim, idx)
 
     def argsort(self, x: torch.Tensor, axis: int) -> torch.Tensor:
         return torch.argsort(x, dim=axis, stable=True)

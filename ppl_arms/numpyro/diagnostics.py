@@ -145,6 +145,10 @@ def gradient_variance(
         grads = jax.jit(jax.vmap(one))(keys)
     else:
         grads = jax.jit(lambda k: jax.lax.map(one, k, batch_size=batch_size))(keys)
+    # Finish the estimates before tracing the guide again: with jaxlib 0.10.2 on CPU, eager work
+    # dispatched while this large computation was still running occasionally deadlocked (all
+    # threads idle) on the project's 2-core machines.
+    grads = jax.block_until_ready(grads)
     sites = _site_dependencies(
         guide, guide_trace, unconstrained, constrain, setup_key, args, kwargs
     )

@@ -41,7 +41,9 @@ def _structure(model_trace: Trace) -> dict[str, SiteInfo]:
                     f"plate '{frame.name}' subsamples {frame.size} of {full} elements at site "
                     f"'{name}', so its draws would cover one minibatch only. Call "
                     "to_inference_data with the model arguments that switch subsampling off "
-                    "(e.g. subsample_size=None) and the full data."
+                    "(e.g. subsample_size=None) and the full data. An autoguide trained on "
+                    "minibatches keeps its prototype's subsample size unless it was built with "
+                    "create_plates=... returning the model's plates for those arguments."
                 )
             plates.append(PlateInfo(frame.name, frame.dim, full))
         shape = tuple(site["value"].shape)
