@@ -40,8 +40,10 @@ __all__ = [
     "INFER_KEY",
     "IWAE_ESTIMATORS",
     "EstimatorConfig",
+    "IWAEEstimator",
     "SiteMarker",
     "check_choice",
+    "check_latent_site",
 ]
 
 INFER_KEY = "estimator"
@@ -78,7 +80,32 @@ ESTIMATORS: Mapping[str, Mapping[DistKind, _Factory]] = {
 }
 """Estimator families by name and distribution kind (see the module docstring)."""
 
-IWAE_ESTIMATORS = ("arms", "loorf", "vimco")
+
+@dataclass(frozen=True)
+class IWAEEstimator:
+    """What an estimator name of ``TraceARMS_IWAE`` means for the loss.
+
+    Attributes:
+        site_estimator: The per-site family (a key of :data:`ESTIMATORS`) used for the local
+            learning signals, and for the sites VIMCO cannot couple.
+        vimco: VIMCO's leave-one-out signals on one set of ``n`` particles, instead of local
+            signals, which draw a second set of ``n`` coupled particles (``2n`` evaluations).
+    """
+
+    site_estimator: str
+    vimco: bool = False
+
+    @property
+    def num_sets(self) -> int:
+        """How many sets of ``n`` particles one loss evaluation draws."""
+        return 1 if self.vimco else 2
+
+
+IWAE_ESTIMATORS: Mapping[str, IWAEEstimator] = {
+    "arms": IWAEEstimator("arms"),
+    "loorf": IWAEEstimator("loorf"),
+    "vimco": IWAEEstimator("loorf", vimco=True),
+}
 """The estimator names accepted by ``TraceARMS_IWAE`` (local ARMS/CARMS, local LOORF, VIMCO)."""
 
 
@@ -88,6 +115,51 @@ def check_choice(value: Any, valid: Any, what: str, site: str | None = None) -> 
         where = f"site '{site}': " if site is not None else ""
         options = ", ".join(repr(v) for v in valid)
         raise ValueError(f"{where}unknown {what} {value!r}; valid choices are {options}")
+
+
+def check_latent_site(
+    name: str, infer: Mapping[str, Any], reparameterized: bool, dist_name: str, valued: str | None
+) -> bool:
+    """Check a latent guide site before its particles are drawn; ``True`` if it is pathwise.
+
+    Shared by both adapters' coupling handlers, so that the same bad input gets the same error.
+
+    Args:
+        name: The site's name.
+        infer: Its ``infer`` dict.
+        reparameterized: Whether its distribution has ``rsample`` (pathwise gradients).
+        dist_name: Its distribution's class name, for the message.
+        valued: ``None`` if the site is to be sampled, else how it already got a value (e.g.
+            ``"conditioned or replayed"``), which is an error.
+
+    Returns:
+        ``True`` for a reparameterised site (left to the host), ``False`` for a site to estimate.
+
+    Raises:
+        ValueError: naming the site, for enumeration marks, an estimator key on a
+            reparameterised site, or a latent site that already has a value.
+    """
+    if infer.get("enumerate"):
+        raise ValueError(
+            f"site '{name}' is marked for enumeration (infer={{'enumerate': ...}}); "
+            "ppl_arms losses sample every discrete site. Use TraceEnum_ELBO for enumerated "
+            "sites, or remove the enumerate marking (e.g. drop config_enumerate)."
+        )
+    if reparameterized:
+        if INFER_KEY in infer:
+            raise ValueError(
+                f"site '{name}' has infer={{'{INFER_KEY}': {infer[INFER_KEY]!r}}} but its "
+                f"distribution {dist_name} is reparameterised and gets pathwise "
+                "gradients; remove the key (estimators apply to discrete, non-reparameterised "
+                "sites only)"
+            )
+        return True
+    if valued is not None:
+        raise ValueError(
+            f"guide site '{name}' already has a value ({valued}); a latent guide site must be "
+            "sampled for its gradient estimate to be valid"
+        )
+    return False
 
 
 @dataclass(frozen=True)

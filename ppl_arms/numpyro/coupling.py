@@ -24,7 +24,7 @@ import jax.numpy as jnp
 from jax import lax, random
 from numpyro.primitives import Messenger
 
-from ppl_arms.config import INFER_KEY, EstimatorConfig
+from ppl_arms.config import EstimatorConfig, check_latent_site
 from ppl_arms.core.copulas import NoiseKind
 from ppl_arms.core.estimators import DistKind, SiteEstimator
 from ppl_arms.numpyro._sites import SiteDistribution, unwrap
@@ -97,26 +97,9 @@ class Coupling(Messenger):
         if msg["type"] != "sample" or msg["is_observed"]:
             return
         name, fn, infer = msg["name"], msg["fn"], msg.get("infer") or {}
-        if infer.get("enumerate"):
-            raise ValueError(
-                f"site '{name}' is marked for enumeration (infer={{'enumerate': ...}}); "
-                "ppl_arms losses sample every discrete site. Use TraceEnum_ELBO for enumerated "
-                "sites, or remove the enumerate marking (e.g. drop config_enumerate)."
-            )
-        if fn.has_rsample:
-            if INFER_KEY in infer:
-                raise ValueError(
-                    f"site '{name}' has infer={{'{INFER_KEY}': {infer[INFER_KEY]!r}}} but its "
-                    f"distribution {type(fn).__name__} is reparameterised and gets pathwise "
-                    "gradients; remove the key (estimators apply to discrete, non-reparameterised "
-                    "sites only)"
-                )
+        valued = "conditioned or substituted" if msg["value"] is not None else None
+        if check_latent_site(name, infer, fn.has_rsample, type(fn).__name__, valued):
             return
-        if msg["value"] is not None:
-            raise ValueError(
-                f"guide site '{name}' already has a value (conditioned or substituted); a "
-                "latent guide site must be sampled for its gradient estimate to be valid"
-            )
         site = unwrap(fn)
         estimator = self.config.for_site(site.kind, name, infer)
         self.plans[name] = SitePlan(name, site.kind, estimator, site.event_ndims)

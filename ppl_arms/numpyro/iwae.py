@@ -100,9 +100,11 @@ class TraceARMS_IWAE(ELBO):
     ) -> None:
         _check_vectorized(vectorize_particles)
         check_choice(estimator, IWAE_ESTIMATORS, "IWAE estimator")
-        site_default = "loorf" if estimator == "vimco" else estimator
         self.estimator = estimator
-        self.config = EstimatorConfig(site_default, copula, categorical_coupling, num_particles)
+        self.spec = IWAE_ESTIMATORS[estimator]
+        self.config = EstimatorConfig(
+            self.spec.site_estimator, copula, categorical_coupling, num_particles
+        )
         self.bound_plates = None if bound_plates is None else tuple(bound_plates)
         self.particle_sharding = particle_sharding
         super().__init__(num_particles=num_particles, vectorize_particles=True)
@@ -115,7 +117,7 @@ class TraceARMS_IWAE(ELBO):
 
     @property
     def _num_sets(self) -> int:
-        return 1 if self.estimator == "vimco" else 2
+        return self.spec.num_sets
 
     def loss(
         self,
@@ -175,9 +177,7 @@ class TraceARMS_IWAE(ELBO):
             )
             for name, plan in plans.items()
         ]
-        loss = -iwae_surrogate(
-            out["log_weight"], n, static["scale"], sites, vimco=self.estimator == "vimco"
-        )
+        loss = -iwae_surrogate(out["log_weight"], n, static["scale"], sites, vimco=self.spec.vimco)
         mutable = jax.tree.map(lambda x: x[0], out["mutable"]) if out["mutable"] else None
         return {"loss": loss, "mutable_state": mutable}
 

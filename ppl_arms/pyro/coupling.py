@@ -21,7 +21,7 @@ from pyro.ops.provenance import detach_provenance
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.subsample_messenger import _Subsample
 
-from ppl_arms.config import INFER_KEY, EstimatorConfig
+from ppl_arms.config import EstimatorConfig, check_latent_site
 from ppl_arms.core.copulas import NoiseKind
 from ppl_arms.core.estimators import DistKind, SiteEstimator
 from ppl_arms.pyro._sites import SiteDistribution, unwrap
@@ -75,26 +75,9 @@ class Coupling(Messenger):
         if msg["is_observed"] or isinstance(msg["fn"], _Subsample):
             return
         name, fn, infer = msg["name"], msg["fn"], msg.get("infer") or {}
-        if infer.get("enumerate"):
-            raise ValueError(
-                f"site '{name}' is marked for enumeration (infer={{'enumerate': ...}}); "
-                "ppl_arms losses sample every discrete site. Use TraceEnum_ELBO for enumerated "
-                "sites, or remove the enumerate marking (e.g. drop config_enumerate)."
-            )
-        if fn.has_rsample:
-            if INFER_KEY in infer:
-                raise ValueError(
-                    f"site '{name}' has infer={{'{INFER_KEY}': {infer[INFER_KEY]!r}}} but its "
-                    f"distribution {type(fn).__name__} is reparameterised and gets pathwise "
-                    "gradients; remove the key (estimators apply to discrete, non-reparameterised "
-                    "sites only)"
-                )
+        valued = "conditioned or replayed" if msg["value"] is not None or msg["done"] else None
+        if check_latent_site(name, infer, fn.has_rsample, type(fn).__name__, valued):
             return
-        if msg["value"] is not None or msg["done"]:
-            raise ValueError(
-                f"guide site '{name}' already has a value (conditioned or replayed); a latent "
-                "guide site must be sampled for its gradient estimate to be valid"
-            )
         site = unwrap(fn, msg.get("mask"))
         if not site.coord_shape or site.coord_shape[0] != self.num_particles:
             raise ValueError(

@@ -74,6 +74,7 @@ class TraceARMS_IWAE(_CoupledELBO):
     ) -> None:
         check_choice(estimator, IWAE_ESTIMATORS, "IWAE estimator")
         self.estimator = estimator
+        self.spec = IWAE_ESTIMATORS[estimator]
         self.bound_plates = None if bound_plates is None else tuple(bound_plates)
         super().__init__(
             num_particles,
@@ -87,11 +88,10 @@ class TraceARMS_IWAE(_CoupledELBO):
 
     @staticmethod
     def _make_config(n: int, estimator: str, copula: str, coupling: str) -> EstimatorConfig:
-        site_default = "loorf" if estimator == "vimco" else estimator
-        return EstimatorConfig(site_default, copula, coupling, n)
+        return EstimatorConfig(IWAE_ESTIMATORS[estimator].site_estimator, copula, coupling, n)
 
     def _plate_size(self, num_particles: int) -> int:  # type: ignore[override]
-        return num_particles * (1 if self.estimator == "vimco" else 2)
+        return num_particles * self.spec.num_sets
 
     def _coupling(self) -> Coupling:
         n = self.num_particles
@@ -100,7 +100,7 @@ class TraceARMS_IWAE(_CoupledELBO):
             first=n,
             num_coupled=n,
             num_particles=self._plate_size(n),
-            vimco=self.estimator == "vimco",
+            vimco=self.spec.vimco,
         )
 
     def __repr__(self) -> str:
@@ -174,4 +174,4 @@ class TraceARMS_IWAE(_CoupledELBO):
                     scale=site_scale,
                 )
             )
-        return -iwae_surrogate(log_weight, n, scale, sites, vimco=self.estimator == "vimco")
+        return -iwae_surrogate(log_weight, n, scale, sites, vimco=self.spec.vimco)
