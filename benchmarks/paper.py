@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--eval-samples", type=int, default=100)
     p.add_argument("--variance-replicates", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
+    argv = sys.argv[1:] if argv is None else argv
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -84,13 +86,13 @@ def main(argv: list[str] | None = None) -> None:
             f"![training curves]({run.model}/curves.png)\n![gradient variance]({run.model}/variance.png)\n"
         )
     total = time.perf_counter() - start
-    command = "python -m benchmarks.paper " + " ".join(argv or [])
+    command = " ".join(["python -m benchmarks.paper", *argv])
     (out / "index.md").write_text(
         f"Command: `{command.strip()}` ({total / 60:.0f} min on this machine).\n\n"
         + "\n".join(sections)
     )
     (out / "summary.json").write_text(
-        json.dumps({"total_seconds": total, "runs": summary}, indent=1)
+        json.dumps({"command": command, "total_seconds": total, "runs": summary}, indent=1)
     )
     print(f"total {total / 60:.1f} min; wrote {out}/index.md")
 

@@ -17,6 +17,9 @@ from ppl_arms.diagnostics import GradientVarianceTable, gradient_table
 
 __all__ = ["gradient_variance"]
 
+DEFAULT_BATCH_SIZE = 128
+"""Estimates per ``vmap`` chunk in :func:`gradient_variance` (see its ``batch_size``)."""
+
 
 def _param_transforms(
     model: Callable,
@@ -92,7 +95,7 @@ def gradient_variance(
     *args: Any,
     num_estimates: int = 100,
     rng_key: jax.Array | None = None,
-    batch_size: int | None = None,
+    batch_size: int | None = DEFAULT_BATCH_SIZE,
     **kwargs: Any,
 ) -> GradientVarianceTable:
     r"""Mean, variance and signal-to-noise ratio of ``num_estimates`` gradient estimates.
@@ -110,7 +113,11 @@ def gradient_variance(
         *args: The model's arguments.
         num_estimates: ``R >= 2``.
         rng_key: JAX key (default ``PRNGKey(0)``).
-        batch_size: Estimates computed at once (``None``: all ``R``).
+        batch_size: Estimates computed at once (``None``: all ``R`` in one ``vmap``). The default
+            bounds memory, and avoids a deadlock of jaxlib 0.10's CPU runtime: a model with
+            batched linear algebra (``cholesky``, ``solve``) vmapped over thousands of
+            estimates runs its LAPACK kernels in parallel on XLA's intra-op thread pool, and
+            on a 2-core machine two such kernels can each wait for the pool's only other thread.
         **kwargs: The model's keyword arguments.
 
     Returns:
@@ -145,9 +152,7 @@ def gradient_variance(
         grads = jax.jit(jax.vmap(one))(keys)
     else:
         grads = jax.jit(lambda k: jax.lax.map(one, k, batch_size=batch_size))(keys)
-    # Finish the estimates before tracing the guide again: with jaxlib 0.10.2 on CPU, eager work
-    # dispatched while this large computation was still running occasionally deadlocked (all
-    # threads idle) on the project's 2-core machines.
+    # Finish the estimates before tracing the guide again (an error surfaces here, not later).
     grads = jax.block_until_ready(grads)
     sites = _site_dependencies(
         guide, guide_trace, unconstrained, constrain, setup_key, args, kwargs
