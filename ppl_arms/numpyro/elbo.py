@@ -211,7 +211,9 @@ class TraceARMS_ELBO(_CoupledELBO):
             or ``"reinforce"`` (no baseline). Override per site with ``infer={"estimator": ...}`` or
             :func:`~ppl_arms.numpyro.config_estimator`.
         copula: ``"dirichlet"`` or ``"gaussian"``.
-        categorical_coupling: ``"inverse_cdf"`` (CARMS-I) or ``"stick_breaking"``.
+        categorical_coupling: ``"inverse_cdf"`` (CARMS-I, :math:`O(K^3+n^2K^2)` per element:
+            about 5 µs at ``K = 10`` on one CPU core) or ``"stick_breaking"`` (:math:`O(nK+n^2)`,
+            the choice for ``K`` above about 10).
         vectorize_particles: Must be ``True`` (particles are coupled across a named vmap axis).
         particle_sharding: Optional :class:`jax.sharding.Sharding` of the particle axis, e.g.
             ``NamedSharding(mesh, PartitionSpec("particles"))``: under ``jit`` the particles are

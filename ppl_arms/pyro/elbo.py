@@ -284,7 +284,9 @@ class TraceARMS_ELBO(_CoupledELBO):
             or ``"reinforce"`` (no baseline). Override per site with ``infer={"estimator": ...}`` or
             :func:`~ppl_arms.pyro.config_estimator`.
         copula: ``"dirichlet"`` or ``"gaussian"``.
-        categorical_coupling: ``"inverse_cdf"`` (CARMS-I) or ``"stick_breaking"``.
+        categorical_coupling: ``"inverse_cdf"`` (CARMS-I, :math:`O(K^3+n^2K^2)` per element:
+            about 5 µs at ``K = 10`` on one CPU core) or ``"stick_breaking"`` (:math:`O(nK+n^2)`,
+            the choice for ``K`` above about 10).
         max_plate_nesting: The model's plate nesting (guessed with one extra run when not given).
         vectorize_particles: Must be ``True``.
         retain_graph: Passed to ``backward`` in :meth:`loss_and_grads`.
