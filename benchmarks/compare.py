@@ -23,11 +23,13 @@ import json
 import platform
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from benchmarks._precision import float32
 from benchmarks.losses import LOSSES, make_loss
 from benchmarks.runners import guide_variance, make_runner, train_batches
 from models import MODELS
@@ -271,12 +273,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     unknown = [x for x in args.losses if x not in LOSSES]
     if unknown:
         raise SystemExit(f"unknown losses {unknown}; valid names are {sorted(LOSSES)}")
-    if args.backend == "numpyro":
-        import jax
-
-        jax.config.update("jax_enable_x64", False)
     start = time.perf_counter()
-    results = run(args)
+    # NumPyro in float32, its default (the Pyro runner keeps torch's default dtype)
+    with float32(args.backend) if args.backend == "numpyro" else nullcontext():
+        results = run(args)
     results["total_seconds"] = time.perf_counter() - start
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

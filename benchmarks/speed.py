@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks._precision import float32
 from benchmarks.losses import make_loss
 from benchmarks.runners import host_loss_warnings_silenced, train_batches
 from models import build_model
@@ -163,15 +164,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {"config": vars(args), "backends": {}}
     lines = []
     for backend in args.backends:
-        if backend == "numpyro":
-            import jax
-
-            jax.config.update("jax_enable_x64", False)
-        else:
-            import torch
-
-            torch.set_default_dtype(torch.float32)
-        times = time_interleaved(args, backend, data)
+        with float32(backend):
+            times = time_interleaved(args, backend, data)
         med = {k: float(np.median(v)) for k, v in times.items()}
         mem = {} if args.no_memory else {k: peak_memory_mb(backend, k, args) for k in args.losses}
         out["backends"][backend] = {"median_seconds": med, "peak_rss_mb": mem}

@@ -13,11 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from benchmarks._precision import float32
 from benchmarks.compare import MODEL_CONFIGS, _init_params
 from benchmarks.losses import LOSSES, make_loss
 from benchmarks.runners import guide_variance, make_runner, train_batches
@@ -36,38 +38,40 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     batch = dynamic_binarize(data.train[: args.batch_size], rng)
     out: dict[str, Any] = {"config": vars(args), "results": []}
     for backend in args.backends:
-        if backend == "numpyro":
-            import jax
-
-            jax.config.update("jax_enable_x64", False)
-        for model in args.models:
-            config = MODEL_CONFIGS[model](data.num_pixels, None)
-            runner = make_runner(backend, model, data, args.lr, **config)
-            checkpoints = {"initial": _init_params(backend, runner, batch, args.seed)}
-            trainer = make_runner(backend, model, data, args.lr, **config)
-            trainer.train(
-                make_loss("arms", backend, 4),
-                train_batches(data, args.batch_size, args.train_steps, args.seed),
-                args.seed,
-            )
-            checkpoints["trained"] = trainer.params
-            for when, params in checkpoints.items():
-                for n in args.num_particles:
-                    for name in args.estimators:
-                        if LOSSES[name].bernoulli_only and (MODELS[model].is_categorical or n % 2):
-                            continue
-                        loss = make_loss(name, backend, n)
-                        table = trainer.variance(loss, params, batch, args.replicates, args.seed)
-                        out["results"].append(
-                            {
-                                "backend": backend,
-                                "model": model,
-                                "checkpoint": when,
-                                "n": n,
-                                "estimator": name,
-                                "variance": guide_variance(table),
-                            }
-                        )
+        # float32 as in training; the Pyro runner keeps torch's default dtype
+        with float32(backend) if backend == "numpyro" else nullcontext():
+            for model in args.models:
+                config = MODEL_CONFIGS[model](data.num_pixels, None)
+                runner = make_runner(backend, model, data, args.lr, **config)
+                checkpoints = {"initial": _init_params(backend, runner, batch, args.seed)}
+                trainer = make_runner(backend, model, data, args.lr, **config)
+                trainer.train(
+                    make_loss("arms", backend, 4),
+                    train_batches(data, args.batch_size, args.train_steps, args.seed),
+                    args.seed,
+                )
+                checkpoints["trained"] = trainer.params
+                for when, params in checkpoints.items():
+                    for n in args.num_particles:
+                        for name in args.estimators:
+                            if LOSSES[name].bernoulli_only and (
+                                MODELS[model].is_categorical or n % 2
+                            ):
+                                continue
+                            loss = make_loss(name, backend, n)
+                            table = trainer.variance(
+                                loss, params, batch, args.replicates, args.seed
+                            )
+                            out["results"].append(
+                                {
+                                    "backend": backend,
+                                    "model": model,
+                                    "checkpoint": when,
+                                    "n": n,
+                                    "estimator": name,
+                                    "variance": guide_variance(table),
+                                }
+                            )
     return out
 
 

@@ -53,6 +53,25 @@ def backend(request):
 
 
 @pytest.fixture(autouse=True)
+def _float64_stays_on():
+    """Fail a test that leaves JAX's x64 mode or torch's default dtype changed, and restore them.
+
+    Both are process-wide: a leak (e.g. a benchmark switching to float32 in-process) would turn
+    every later test of the same xdist worker into a float32 test.
+    """
+    yield
+    leaked = []
+    if not jax.config.jax_enable_x64:
+        jax.config.update("jax_enable_x64", True)
+        leaked.append("jax_enable_x64 was left False")
+    if torch.get_default_dtype() != torch.float64:
+        leaked.append(f"torch's default dtype was left {torch.get_default_dtype()}")
+        torch.set_default_dtype(torch.float64)
+    if leaked:
+        pytest.fail("global precision leaked from this test: " + "; ".join(leaked))
+
+
+@pytest.fixture(autouse=True)
 def _seed_everything():
     torch.manual_seed(0)
     np.random.seed(0)  # noqa: NPY002 - reseed the legacy global RNG for third-party code
