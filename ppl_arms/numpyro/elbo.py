@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
@@ -46,7 +47,7 @@ def _check_vectorized(vectorize_particles: Any) -> None:
         )
 
 
-class _CoupledELBO(ELBO):
+class _CoupledELBO(ELBO, ABC):
     """Shared machinery: plate seeding, the coupled particle vmap, and the surrogate assembly."""
 
     can_infer_discrete = True
@@ -74,6 +75,7 @@ class _CoupledELBO(ELBO):
 
     # -- per-particle learning signals: the Trace / TraceGraph difference -----------------------
 
+    @abstractmethod
     def _signals(
         self,
         traces: ParticleTraces,
@@ -83,7 +85,7 @@ class _CoupledELBO(ELBO):
         args: tuple,
         kwargs: dict,
     ) -> dict[str, jax.Array]:
-        raise NotImplementedError
+        """Per discrete site, the learning signal of each particle, summed to the site's plates."""
 
     # -- the loss ---------------------------------------------------------------------------------
 

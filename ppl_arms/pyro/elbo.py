@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from abc import abstractmethod
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -175,8 +176,9 @@ class _CoupledELBO(ELBO):
 
     # -- the surrogate -------------------------------------------------------------------------
 
-    def _signals(self, model_trace: Trace, guide_trace: Trace, coupling: Coupling) -> dict:
-        raise NotImplementedError
+    @abstractmethod
+    def _loss(self, model_trace: Trace, guide_trace: Trace, coupling: Coupling) -> torch.Tensor:
+        """The surrogate loss of one draw of coupled particle traces (value: the plain estimate)."""
 
     def differentiable_loss(
         self, model: Callable, guide: Callable, *args: Any, **kwargs: Any
@@ -201,6 +203,14 @@ class _CoupledELBO(ELBO):
         loss = self.differentiable_loss(model, guide, *args, **kwargs)
         torch_backward(loss, retain_graph=self.retain_graph)
         return torch_item(loss)
+
+
+class _SignalELBO(_CoupledELBO):
+    """An ELBO whose discrete sites' learning signals are chosen by the subclass (Trace or Graph)."""
+
+    @abstractmethod
+    def _signals(self, model_trace: Trace, guide_trace: Trace, coupling: Coupling) -> dict:
+        """Per discrete site, the learning signal of each particle, summed to the site's plates."""
 
     def _loss(self, model_trace: Trace, guide_trace: Trace, coupling: Coupling) -> torch.Tensor:
         plans = coupling.plans
@@ -256,7 +266,7 @@ class _CoupledELBO(ELBO):
         return -elbo_surrogate(detach_provenance(elbo) / n, sites)
 
 
-class TraceARMS_ELBO(_CoupledELBO):
+class TraceARMS_ELBO(_SignalELBO):
     r"""ELBO with ARMS/CARMS gradients at discrete guide sites, for :class:`pyro.infer.SVI`.
 
     Each discrete guide site draws its ``num_particles`` values jointly through a copula
@@ -320,7 +330,7 @@ class TraceARMS_ELBO(_CoupledELBO):
         }
 
 
-class TraceGraphARMS_ELBO(_CoupledELBO):
+class TraceGraphARMS_ELBO(_SignalELBO):
     r"""Like :class:`TraceARMS_ELBO`, with dependency-graph Rao-Blackwellised learning signals.
 
     Each discrete site's learning signal is only its *downstream* cost: the model and guide terms
