@@ -10,7 +10,15 @@ minibatches and reports:
 * gradient variance of the guide (encoder) parameters, at the common initial parameters and at the
   end of each run, as the mean per-coordinate variance over ``R`` independent estimates, and its
   ratio to LOORF's;
+* the **work-normalised variance**: gradient variance x median step time, relative to LOORF's (the
+  variance ratio times the step-time ratio, both from this run): below 1, the loss reaches a given
+  gradient variance for less compute than LOORF;
 * steps per second (excluding the first, compiling step), compile time and wall time.
+
+With ``--equal-time SECONDS`` every loss trains for the same wall-clock time instead of the same
+number of steps (``--steps`` is ignored): the clock starts after each loss's first, compiling step,
+and training stops at the first step that ends past the budget. The table then reports the number
+of steps each loss did, and ``curves.png`` plots the training objective against seconds.
 
 It prints a table and writes ``compare.json`` (every number, the per-step losses, the command and
 the versions), ``compare.md`` (the table), ``curves.png`` (training curves) and ``variance.png``.
@@ -23,6 +31,7 @@ import json
 import platform
 import sys
 import time
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -35,7 +44,7 @@ from benchmarks.runners import guide_variance, make_runner, train_batches
 from models import MODELS
 from models.data import DATASETS, dynamic_binarize, get_dataset
 
-__all__ = ["MODEL_CONFIGS", "main", "run", "table"]
+__all__ = ["MODEL_CONFIGS", "deadline_batches", "main", "run", "table"]
 
 DEFAULT_LOSSES = ("arms", "loorf", "disarm", "reinforce", "tracegraph")
 PAPER_LATENTS = 200
@@ -55,6 +64,33 @@ MODEL_CONFIGS: dict[str, Any] = {
     "sigmoid_belief_net": lambda d, k: {"latent_sizes": (_binary_latents(d, k),) * 2},
 }
 """Model -> ``f(num_pixels, --latents) -> config overrides`` (categorical models keep 20 x 10)."""
+
+
+def deadline_batches(
+    batches: Iterable[np.ndarray],
+    seconds: float,
+    elapsed: list[float],
+    clock: Callable[[], float] = time.perf_counter,
+) -> Iterator[np.ndarray]:
+    """The ``batches`` for training until ``seconds`` have passed after the first step.
+
+    The clock starts when the second batch is requested, i.e. once the first (compiling) step is
+    done. Every later request marks the end of a step: ``elapsed`` receives the seconds since the
+    start at each, so ``elapsed[i]`` is when step ``i`` ended (``elapsed[0] = 0``) and ends with one
+    entry per step done. No batch is handed out once a step has ended past ``seconds``.
+    """
+    it = iter(batches)
+    first = next(it, None)
+    if first is None:
+        return
+    yield first
+    start = clock()
+    elapsed.append(0.0)
+    for x in it:
+        if elapsed[-1] >= seconds:
+            return
+        yield x
+        elapsed.append(clock() - start)
 
 
 def _variance(runner: Any, loss: Any, params: dict, x: np.ndarray, r: int, seed: int) -> float:
@@ -109,12 +145,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             continue
         loss = make_loss(name, args.backend, args.num_particles, nesting)
         runner = make_runner(args.backend, args.model, data, args.lr, **config)
-        batches = train_batches(data, args.batch_size, args.steps, args.seed)
-        with tqdm(total=args.steps - 1, desc=f"{name:>12}", leave=True, disable=args.quiet) as bar:
+        clock: list[float] = []
+        if args.equal_time is None:
+            batches = train_batches(data, args.batch_size, args.steps, args.seed)
+        else:  # the same minibatches, as many as fit in the time budget
+            batches = deadline_batches(
+                train_batches(data, args.batch_size, 10**9, args.seed), args.equal_time, clock
+            )
+        total = args.steps - 1 if args.equal_time is None else None
+        with tqdm(total=total, desc=f"{name:>12}", leave=True, disable=args.quiet) as bar:
             res = runner.train(loss, batches, args.seed, progress=bar.update)
-        tail = max(1, args.steps // 10)
+        tail = max(1, len(res.losses) // 10)
         per_point = -np.asarray(res.losses) / args.batch_size
         run_out: dict[str, Any] = {
+            "steps": len(res.losses),
             "objective": spec.objective,
             "bound_size": spec.bound_size(args.num_particles),
             "evaluations_per_step": args.num_particles,
@@ -128,6 +172,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "train_curve": per_point.tolist(),
             "note": spec.note,
         }
+        if args.equal_time is not None:
+            run_out["train_clock_seconds"] = clock  # when each step ended, after the first
         end_params = runner.params
         run_out["grad_variance_init"] = _variance(
             runner, loss, init_params, var_batch, args.variance_replicates, args.seed
@@ -147,6 +193,23 @@ def _ratios(runs: dict[str, Any]) -> None:
             key = f"grad_variance_{when}"
             if key in out and ref.get(key):
                 out[f"{key}_vs_loorf"] = out[key] / ref[key]
+            work = work_normalised(out, ref, when)
+            if work is not None:
+                out[f"work_normalised_variance_{when}_vs_loorf"] = work
+
+
+def work_normalised(run: dict[str, Any], ref: dict[str, Any], when: str) -> float | None:
+    """``run``'s gradient variance x median step time over ``ref``'s (``when``: init or end).
+
+    Computed from a run's recorded ``grad_variance_<when>`` and ``steps_per_second`` (so it also
+    applies to results saved before it existed); ``None`` if either run lacks one of them.
+    """
+    key = f"grad_variance_{when}"
+    if not (run.get(key) and run.get("steps_per_second")):
+        return None
+    if not (ref.get(key) and ref.get("steps_per_second")):
+        return None
+    return (run[key] / run["steps_per_second"]) / (ref[key] / ref["steps_per_second"])
 
 
 def _environment() -> dict[str, str]:
@@ -168,29 +231,45 @@ def _fmt(x: Any, spec: str) -> str:
 def table(results: dict[str, Any]) -> str:
     """The results as a Markdown table."""
     cfg = results["config"]
+    equal_time = cfg.get("equal_time")
+    budget = (
+        f"{cfg['steps']} steps"
+        if equal_time is None
+        else f"equal wall-clock: {equal_time:g} s of training per loss after its compiling step"
+    )
     head = (
         f"model `{cfg['model']}` on `{cfg['dataset']}`, backend {cfg['backend']}, "
-        f"N = {cfg['num_particles']} evaluations per data point and step, {cfg['steps']} steps, "
+        f"N = {cfg['num_particles']} evaluations per data point and step, {budget}, "
         f"batch {cfg['batch_size']}, test bound with {cfg['eval_samples']} samples on "
-        f"{cfg['test_size']} test images, gradient variance over {cfg['variance_replicates']} estimates"
+        f"{cfg['test_size']} test images, gradient variance over {cfg['variance_replicates']} "
+        "estimates; work-norm. = variance x median step time, relative to LOORF's"
     )
-    rows = [
-        "| loss | objective | final train objective | test bound | grad var (init) | vs LOORF "
-        "| grad var (end) | vs LOORF | steps/s | compile s | wall s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    columns = [
+        "loss", "objective", *(["steps"] if equal_time is not None else []),
+        "final train objective", "test bound",
+        "grad var (init)", "vs LOORF", "work-norm. vs LOORF",
+        "grad var (end)", "vs LOORF", "work-norm. vs LOORF",
+        "steps/s", "compile s", "wall s",
+    ]  # fmt: skip
+    rows = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    ref = results["runs"].get("loorf", {})
     for name, r in results["runs"].items():
         if "skipped" in r:
-            rows.append(f"| {name} | {r['skipped']} |" + " |" * 9)
+            rows.append(f"| {name} | {r['skipped']} |" + " |" * (len(columns) - 2))
             continue
         objective = r["objective"] if r["objective"] == "elbo" else f"bound n={r['bound_size']}"
-        rows.append(
-            f"| {name} | {objective} | {r['final_train_objective']:.3f} | {r['test_bound']:.3f} | "
-            f"{r['grad_variance_init']:.3g} | {_fmt(r.get('grad_variance_init_vs_loorf'), '.2f')} | "
-            f"{r['grad_variance_end']:.3g} | {_fmt(r.get('grad_variance_end_vs_loorf'), '.2f')} | "
-            f"{_fmt(r['steps_per_second'], '.0f')} | {r['compile_seconds']:.1f} | "
-            f"{r['wall_seconds']:.1f} |"
-        )
+        steps = [str(len(r["train_curve"]))] if equal_time is not None else []
+        cells = [
+            name, objective, *steps,
+            f"{r['final_train_objective']:.3f}", f"{r['test_bound']:.3f}",
+            f"{r['grad_variance_init']:.3g}", _fmt(r.get("grad_variance_init_vs_loorf"), ".2f"),
+            _fmt(work_normalised(r, ref, "init"), ".2f"),
+            f"{r['grad_variance_end']:.3g}", _fmt(r.get("grad_variance_end_vs_loorf"), ".2f"),
+            _fmt(work_normalised(r, ref, "end"), ".2f"),
+            _fmt(r["steps_per_second"], ".0f"), f"{r['compile_seconds']:.1f}",
+            f"{r['wall_seconds']:.1f}",
+        ]  # fmt: skip
+        rows.append("| " + " | ".join(cells) + " |")
     notes = [f"- `{n}`: {r['note']}" for n, r in results["runs"].items() if r.get("note")]
     return "\n".join([head, "", *rows, "", *notes]) + "\n"
 
@@ -203,13 +282,17 @@ def plots(results: dict[str, Any], out: Path) -> None:
     import matplotlib.pyplot as plt
 
     runs = {k: v for k, v in results["runs"].items() if "skipped" not in v}
+    equal_time = results["config"].get("equal_time") is not None
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for name, r in runs.items():
         curve = np.asarray(r["train_curve"])
         window = max(1, len(curve) // 50)
         smooth = np.convolve(curve, np.ones(window) / window, mode="valid")
-        ax.plot(np.arange(len(smooth)) + window, smooth, label=name)
-    ax.set_xlabel("step")
+        if equal_time:  # each window's mean at the time its last step ended
+            ax.plot(np.asarray(r["train_clock_seconds"])[window - 1 :], smooth, label=name)
+        else:
+            ax.plot(np.arange(len(smooth)) + window, smooth, label=name)
+    ax.set_xlabel("seconds of training (after the compiling step)" if equal_time else "step")
     ax.set_ylabel("training objective per data point")
     ax.set_title(f"{results['config']['model']} on {results['config']['dataset']}")
     ax.legend(fontsize=8)
@@ -252,6 +335,14 @@ def parser() -> argparse.ArgumentParser:
         "--num-particles", type=int, default=4, help="model evaluations per point and step"
     )
     p.add_argument("--steps", type=int, default=1500)
+    p.add_argument(
+        "--equal-time",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="train every loss for SECONDS of wall-clock time (after its compiling step) "
+        "instead of --steps steps",
+    )
     p.add_argument("--batch-size", type=int, default=50)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument(

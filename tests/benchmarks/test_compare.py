@@ -36,9 +36,57 @@ def test_compare_end_to_end(tmp_path, backend):
         assert run["grad_variance_init"] > 0
         assert len(run["train_curve"]) == 4
     assert saved["runs"]["loorf"]["grad_variance_init_vs_loorf"] == pytest.approx(1.0)
+    for when in ("init", "end"):
+        assert saved["runs"]["loorf"][f"work_normalised_variance_{when}_vs_loorf"] == pytest.approx(
+            1
+        )
+        arms = saved["runs"]["arms"]
+        expected = arms[f"grad_variance_{when}_vs_loorf"] * (
+            saved["runs"]["loorf"]["steps_per_second"] / arms["steps_per_second"]
+        )
+        assert arms[f"work_normalised_variance_{when}_vs_loorf"] == pytest.approx(expected)
     table = (out / "compare.md").read_text()
     assert "| arms | elbo |" in table and "| iwae-vimco | bound n=4 |" in table
+    assert "| work-norm. vs LOORF |" in table and "| steps |" not in table
     assert results["config"]["backend"] == backend
+
+
+def test_work_normalised_variance_is_variance_times_step_time_over_loorfs():
+    loorf = {"grad_variance_end": 2.0, "steps_per_second": 400.0}
+    carms = {"grad_variance_end": 1.0, "steps_per_second": 100.0}  # half the variance, 4x slower
+    assert compare.work_normalised(carms, loorf, "end") == pytest.approx(2.0)
+    assert compare.work_normalised(loorf, loorf, "end") == pytest.approx(1.0)
+    assert compare.work_normalised(carms, {}, "end") is None  # no LOORF run
+    assert compare.work_normalised({**carms, "steps_per_second": None}, loorf, "end") is None
+
+
+def test_deadline_batches_stop_after_the_time_budget():
+    ticks = iter([10.0, 10.1, 10.2, 10.35, 10.5, 10.6])
+    elapsed: list[float] = []
+    got = list(compare.deadline_batches(iter(range(100)), 0.3, elapsed, clock=lambda: next(ticks)))
+    # the clock starts once the first (compiling) step is done; the step ending at 0.35 s is the last
+    assert got == [0, 1, 2, 3]
+    assert elapsed == pytest.approx([0.0, 0.1, 0.2, 0.35])  # when each step ended
+    finite: list[float] = []
+    assert list(compare.deadline_batches(iter([7, 8]), 60.0, finite)) == [7, 8]
+    assert len(finite) == 2  # one entry per step done, also when the batches run out
+
+
+def test_equal_time_mode_trains_for_seconds_and_plots_against_them(tmp_path):
+    # Pyro: no compile, so the test stays fast
+    results = compare.main(
+        [*TINY, "--equal-time", "0.3", "--backend", "pyro", "--losses", "arms,loorf",
+         "--out", str(tmp_path)]
+    )  # fmt: skip
+    for run in results["runs"].values():
+        clock = run["train_clock_seconds"]
+        assert run["steps"] == len(run["train_curve"]) == len(clock) >= 2
+        assert clock[-1] >= 0.3 and clock[-2] < 0.3 and clock == sorted(clock)
+        assert math.isfinite(run["test_bound"]) and math.isfinite(run["final_train_objective"])
+    table = (tmp_path / "compare.md").read_text()
+    assert "equal wall-clock: 0.3 s" in table and "| loss | objective | steps |" in table
+    assert f"| arms | elbo | {results['runs']['arms']['steps']} |" in table
+    assert (tmp_path / "curves.png").stat().st_size > 0
 
 
 def test_disarm_is_skipped_on_categorical_models(tmp_path):
