@@ -56,7 +56,9 @@ class TorchOps:
         return np.finfo(str(x.dtype).removeprefix("torch."))
 
     def shape(self, x: torch.Tensor) -> tuple[int, ...]:
-        return tuple(x.shape)
+        # ints even under torch.jit.trace, whose sizes are 0-d tensors (the jit losses retrace
+        # when shapes change, so shapes may be constants of a trace)
+        return tuple(int(s) for s in x.shape)
 
     def where(self, cond: torch.Tensor, a: Any, b: Any) -> torch.Tensor:
         if not isinstance(a, torch.Tensor) and not isinstance(b, torch.Tensor):

@@ -17,9 +17,13 @@ from ppl_arms.pyro.diagnostics import gradient_variance
 from ppl_arms.pyro.elbo import TraceARMS_ELBO, TraceGraphARMS_ELBO
 from ppl_arms.pyro.inference_data import to_inference_data
 from ppl_arms.pyro.iwae import TraceARMS_IWAE
+from ppl_arms.pyro.jit import JitTraceARMS_ELBO, JitTraceARMS_IWAE, JitTraceGraphARMS_ELBO
 
 __all__ = [
     "AutoMixedMeanField",
+    "JitTraceARMS_ELBO",
+    "JitTraceARMS_IWAE",
+    "JitTraceGraphARMS_ELBO",
     "TraceARMS_ELBO",
     "TraceARMS_IWAE",
     "TraceGraphARMS_ELBO",
