@@ -28,6 +28,8 @@ import pyro
 import torch
 from pyro import poutine
 from pyro.ops.jit import _hashable_args_kwargs
+from pyro.poutine.messenger import Messenger
+from pyro.poutine.subsample_messenger import _Subsample
 from pyro.util import ignore_jit_warnings, warn_if_nan
 
 from ppl_arms.pyro.elbo import TraceARMS_ELBO, TraceGraphARMS_ELBO
@@ -52,6 +54,25 @@ def _signature(args: tuple) -> tuple[Hashable, ...]:
             )
         sig.append((tuple(a.shape), a.dtype, a.device, a.requires_grad))
     return tuple(sig)
+
+
+class _SampleDetached(Messenger):
+    """Draw the values of non-reparameterised latent sites that no inner handler has set, detached.
+
+    Used outermost, so that it acts after the coupling and the replay. Eager samplers run under
+    ``torch.no_grad``, which a trace does not record: the recorded graph would differentiate
+    through the sampler (and fail where torch has no derivative, e.g. ``aten::binomial``). The
+    draw is the one Pyro would make (same call, same random numbers); the detach is recorded.
+    """
+
+    def _pyro_sample(self, msg: dict[str, Any]) -> None:
+        fn = msg["fn"]
+        if msg["is_observed"] or msg["value"] is not None or msg["done"]:
+            return
+        if isinstance(fn, _Subsample) or getattr(fn, "has_rsample", True):
+            return
+        msg["value"] = fn(*msg["args"], **msg["kwargs"]).detach()
+        msg["done"] = True
 
 
 class _Compiled:
@@ -92,8 +113,9 @@ class _JitMixin:
         def surrogate(*args: Any) -> torch.Tensor:
             elbo = weakself()
             assert elbo is not None
-            for traces in elbo._traces(model, guide, args, kwargs):  # type: ignore[attr-defined]
-                return elbo._loss(*traces)  # type: ignore[attr-defined]
+            with _SampleDetached():
+                for traces in elbo._traces(model, guide, args, kwargs):  # type: ignore[attr-defined]
+                    return elbo._loss(*traces)  # type: ignore[attr-defined]
             raise AssertionError("unreachable")  # pragma: no cover
 
         return surrogate

@@ -47,7 +47,9 @@ def test_exported():
         assert issubclass(getattr(ours, name), getattr(ours, name.removeprefix("Jit")))
 
 
-@pytest.mark.parametrize("spec_name", ["chain_fallback", "mixed_continuous", "bernoulli_subsample"])
+@pytest.mark.parametrize(
+    "spec_name", ["chain_fallback", "mixed_continuous", "bernoulli_subsample", "binomial_other"]
+)
 @pytest.mark.parametrize(("eager_name", "jit_name", "kwargs"), PAIRS, ids=PAIR_IDS)
 def test_same_numbers_as_eager(spec_name, eager_name, jit_name, kwargs):
     """For the same seed, value and gradient equal the eager loss's, from the first call on."""
