@@ -10,9 +10,13 @@ particles. Peak memory is measured in a fresh subprocess per loss: once it has l
 it resets the kernel's high-water mark of its resident set size (``/proc/self/clear_refs``), then
 imports the backend, builds the model and runs ``--memory-steps`` steps; the table gives the peak
 above that baseline (libraries, parameters, compilation and the steps' buffers, not the data set),
-to compare between losses. Targets from the issue: NumPyro TraceARMS_ELBO <= 1.10 x Trace_ELBO and
-faster than TraceGraph_ELBO; Pyro TraceARMS_ELBO <= 1.25 x Trace_ELBO and faster than
-TraceGraph_ELBO.
+to compare between losses. With ``--variance-replicates R`` (default 200) it also measures each
+loss's guide-gradient variance at the model's initial parameters on one minibatch (``R``
+estimates) and reports the **work-normalised variance**, variance x step time, relative to LOORF:
+the variance ratio times the paired-by-round step-time ratio, both from this run (below 1: the loss
+reaches a given variance for less compute than LOORF). Targets from the issue: NumPyro
+TraceARMS_ELBO <= 1.10 x Trace_ELBO and faster than TraceGraph_ELBO; Pyro TraceARMS_ELBO <= 1.25 x
+Trace_ELBO and faster than TraceGraph_ELBO.
 """
 
 from __future__ import annotations
@@ -22,14 +26,16 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from benchmarks._precision import float32
+from benchmarks.compare import _fmt, _init_params, _variance
 from benchmarks.losses import make_loss
-from benchmarks.runners import host_loss_warnings_silenced, train_batches
+from benchmarks.runners import host_loss_warnings_silenced, make_runner, train_batches
 from benchmarks.scale import _baseline_bytes, _peak_rss_bytes
 from models import build_model
 from models.data import get_dataset
@@ -53,13 +59,24 @@ def _dataset(name: str | None) -> Any:
 class _Stepper:
     """One loss's compiled SVI step on a fixed model, ready to be timed."""
 
-    def __init__(self, backend: str, loss_name: str, data: Any, latents: int, n: int, seed: int):
+    def __init__(
+        self,
+        backend: str,
+        loss_name: str,
+        data: Any,
+        latents: int | None,
+        n: int,
+        seed: int,
+        *,
+        model: str = "binary_vae_linear",
+        config: dict[str, Any] | None = None,
+        batch_size: int = 50,
+    ):
         self.backend = backend
-        self.model, self.guide = build_model(
-            "binary_vae_linear", backend, data.train_mean, num_latents=latents
-        )
+        config = {"num_latents": latents} if config is None else config
+        self.model, self.guide = build_model(model, backend, data.train_mean, **config)
         self.loss = make_loss(loss_name, backend, n)
-        self.batches = train_batches(data, 50, 10**9, seed)
+        self.batches = train_batches(data, batch_size, 10**9, seed)
         if backend == "numpyro":
             import jax
             import jax.numpy as jnp
@@ -95,20 +112,42 @@ class _Stepper:
 
 def time_interleaved(args: argparse.Namespace, backend: str, data: Any) -> dict[str, list[float]]:
     """Per-step times of every loss, interleaved round by round."""
+    return time_steps(
+        backend,
+        lambda name: _Stepper(backend, name, data, args.latents, args.num_particles, args.seed),
+        args.losses,
+        args.rounds,
+        args.steps,
+    )
+
+
+def time_steps(
+    backend: str,
+    make: Callable[[str], _Stepper],
+    names: Sequence[str],
+    rounds: int,
+    steps: int,
+) -> dict[str, list[float]]:
+    """Per-step seconds of the steppers ``make(name)``, interleaved: ``rounds`` rounds of ``steps``.
+
+    Shared by :mod:`benchmarks.variance` (step times next to its variances) and this benchmark.
+    Each stepper is built (and compiled) before any timing; Pyro steppers swap in their own
+    param store.
+    """
     import pyro
 
     stores: dict[str, Any] = {}
     steppers = {}
-    for name in args.losses:
-        steppers[name] = _Stepper(backend, name, data, args.latents, args.num_particles, args.seed)
+    for name in names:
+        steppers[name] = make(name)
         if backend == "pyro":
             stores[name] = pyro.get_param_store().get_state()
-    times: dict[str, list[float]] = {name: [] for name in args.losses}
-    for _ in range(args.rounds):
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for _ in range(rounds):
         for name, stepper in steppers.items():
             if backend == "pyro":
                 pyro.get_param_store().set_state(stores[name])
-            for _ in range(args.steps):
+            for _ in range(steps):
                 x = next(stepper.batches)  # binarising the batch is not part of the step
                 t = time.perf_counter()
                 stepper.step(x)
@@ -116,6 +155,48 @@ def time_interleaved(args: argparse.Namespace, backend: str, data: Any) -> dict[
             if backend == "pyro":
                 stores[name] = pyro.get_param_store().get_state()
     return times
+
+
+def round_medians(times: dict[str, list[float]], rounds: int, steps: int) -> dict[str, np.ndarray]:
+    """Each loss's median step time in each round of :func:`time_steps`."""
+    return {k: np.median(np.reshape(v, (rounds, steps)), axis=1) for k, v in times.items()}
+
+
+def paired_quartiles(medians: dict[str, np.ndarray], reference: str) -> dict[str, list[float]]:
+    """Quartiles over rounds of each loss's round median over ``reference``'s in the same round.
+
+    Pairing by round cancels load that drifts between rounds. Empty if ``reference`` was not timed.
+    """
+    if reference not in medians:
+        return {}
+    return {
+        k: [float(x) for x in np.quantile(v / medians[reference], [0.25, 0.5, 0.75])]
+        for k, v in medians.items()
+    }
+
+
+def ratios(values: dict[str, float], reference: str) -> dict[str, float]:
+    """``values`` divided by ``values[reference]`` (empty if the reference is missing or zero)."""
+    ref = values.get(reference)
+    return {k: v / ref for k, v in values.items()} if ref else {}
+
+
+def init_variances(backend: str, data: Any, args: argparse.Namespace) -> dict[str, float]:
+    """Guide-gradient variance of every loss at the model's initial parameters, on one batch."""
+    runner = make_runner(backend, "binary_vae_linear", data, 1e-3, num_latents=args.latents)
+    batch = next(train_batches(data, 50, 1, args.seed + 1))
+    params = _init_params(backend, runner, batch, args.seed)
+    return {
+        k: _variance(
+            runner,
+            make_loss(k, backend, args.num_particles),
+            params,
+            batch,
+            args.variance_replicates,
+            args.seed,
+        )
+        for k in args.losses
+    }
 
 
 def peak_memory_mb(backend: str, loss: str, args: argparse.Namespace) -> float:
@@ -160,6 +241,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--memory-steps", type=int, default=20)
     p.add_argument("--no-memory", action="store_true")
+    p.add_argument(
+        "--variance-replicates",
+        type=int,
+        default=200,
+        help="gradient estimates per loss for the variance at the initial parameters (0: none)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="results/speed")
     args = p.parse_args(argv)
@@ -170,22 +257,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for backend in args.backends:
         with float32(backend):
             times = time_interleaved(args, backend, data)
+            var = init_variances(backend, data, args) if args.variance_replicates else {}
         med = {k: float(np.median(v)) for k, v in times.items()}
         # paired by round: each round's median against the reference's median in the same round,
         # which cancels load that drifts between rounds
-        rounds = {
-            k: np.median(np.reshape(v, (args.rounds, args.steps)), axis=1) for k, v in times.items()
-        }
-        paired = {
-            k: [float(x) for x in np.quantile(rounds[k] / rounds["trace"], [0.25, 0.5, 0.75])]
-            for k in rounds
-            if "trace" in rounds
-        }
+        rounds = round_medians(times, args.rounds, args.steps)
+        paired = paired_quartiles(rounds, "trace")
+        # work-normalised variance: variance x step time, both relative to LOORF's in this run
+        to_loorf = paired_quartiles(rounds, "loorf")
+        var_ratio = ratios(var, "loorf")
+        work = {k: var_ratio[k] * to_loorf[k][1] for k in var_ratio if k in to_loorf}
         mem = {} if args.no_memory else {k: peak_memory_mb(backend, k, args) for k in args.losses}
         out["backends"][backend] = {
             "median_seconds": med,
             "round_medians_seconds": {k: v.tolist() for k, v in rounds.items()},
             "paired_ratio_to_trace_quartiles": paired,
+            "paired_ratio_to_loorf_quartiles": to_loorf,
+            "grad_variance_init": var,
+            "work_normalised_variance_vs_loorf": work,
             "peak_rss_mb": mem,
         }
         lines += [
@@ -193,8 +282,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"N = {args.num_particles}, {args.rounds} interleaved rounds of {args.steps} steps",
             "",
             "| loss | median step (ms) | / Trace_ELBO | / TraceGraph_ELBO "
-            "| / Trace_ELBO, paired by round (quartiles) | peak RSS above data (MB) |",
-            "|---|---|---|---|---|---|",
+            "| / Trace_ELBO, paired by round (quartiles) | peak RSS above data (MB) "
+            "| grad var (init) | / LOORF | var x step time / LOORF |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for k in args.losses:
             ratio_t = med[k] / med["trace"] if "trace" in med else float("nan")
@@ -203,7 +293,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             q = paired.get(k)
             quart = f"{q[1]:.2f} ({q[0]:.2f}-{q[2]:.2f})" if q else "-"
             lines.append(
-                f"| {k} | {1000 * med[k]:.2f} | {ratio_t:.2f} | {ratio_g:.2f} | {quart} | {rss} |"
+                f"| {k} | {1000 * med[k]:.2f} | {ratio_t:.2f} | {ratio_g:.2f} | {quart} | {rss} "
+                f"| {_fmt(var.get(k), '.3g')} | {_fmt(var_ratio.get(k), '.2f')} "
+                f"| {_fmt(work.get(k), '.2f')} |"
             )
         if "arms" in med and "trace" in med:
             ratio = paired["arms"][1]  # the median of the paired per-round ratios
