@@ -134,3 +134,25 @@ def test_paper_runs_write_the_results_page(tmp_path):
     index = (tmp_path / "index.md").read_text()
     assert "## binary_vae_linear" in index and "| iwae-vimco |" in index
     assert (tmp_path / "binary_vae_linear" / "curves.png").exists()
+
+
+def test_paper_retable_renders_saved_runs_with_the_work_normalised_column(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    from benchmarks import paper
+
+    saved = Path(__file__).parents[2] / "docs" / "results" / "fashion_mnist"
+    shutil.copy(saved / "summary.json", tmp_path)
+    (tmp_path / "categorical_vae_linear").mkdir()
+    shutil.copy(
+        saved / "categorical_vae_linear" / "compare.json", tmp_path / "categorical_vae_linear"
+    )
+    paper.main(["--out", str(tmp_path), "--retable"])  # trains nothing
+    runs = json.loads((tmp_path / "categorical_vae_linear" / "compare.json").read_text())["runs"]
+    work = compare.work_normalised(runs["arms"], runs["loorf"], "end")
+    table = (tmp_path / "categorical_vae_linear" / "compare.md").read_text()
+    assert f"| {runs['arms']['grad_variance_end_vs_loorf']:.2f} | {work:.2f} |" in table
+    index = (tmp_path / "index.md").read_text()
+    assert index.startswith("Command: `python -m benchmarks.paper")
+    assert "## categorical_vae_linear" in index and "## binary_vae_linear" not in index
