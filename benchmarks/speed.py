@@ -106,7 +106,7 @@ class _Stepper:
         if self.backend == "numpyro":
             self.state, value = self.update(self.state, self.jnp.asarray(x))
             return float(value)  # blocks until done
-        # Pyro's param store is global: ``time_interleaved`` swaps each stepper's own store in
+        # Pyro's param store is global: ``time_steps`` swaps each stepper's own store in
         return float(self.svi.step(self.torch.as_tensor(x)))
 
 
