@@ -17,7 +17,9 @@ name          Bernoulli                        Categorical                      
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import math
+import numbers
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +46,8 @@ __all__ = [
     "SiteMarker",
     "check_choice",
     "check_latent_site",
+    "check_num_particles",
+    "log_density_error",
 ]
 
 INFER_KEY = "estimator"
@@ -162,6 +166,50 @@ def check_latent_site(
     return False
 
 
+def log_density_error(site: str, value: float) -> ValueError:
+    """The error for a sample site whose log-density is not finite for some particles.
+
+    Shared by both adapters, which raise it when they can inspect the values (Pyro, and NumPyro
+    outside ``jit`` and other JAX transformations).
+
+    Args:
+        site: The site, as ``"model site 'name'"`` or ``"guide site 'name'"``.
+        value: One of its non-finite log-density values (``-inf``, ``inf`` or ``nan``).
+    """
+    if value == -math.inf:
+        return ValueError(
+            f"{site} has log-density -inf for some particles: the guide proposes values that the "
+            "model rules out (e.g. a hard constraint written as factor(..., -inf)), so the "
+            "objective is -inf and has no gradient. Give those values zero probability in the "
+            "guide (e.g. mask the categories with -inf logits or zero probs), or write the "
+            "constraint as a finite penalty. Under jit the loss is inf and those elements get "
+            "no score gradient."
+        )
+    return ValueError(
+        f"{site} has a non-finite log-density ({value}) for some particles; check the "
+        "parameters and the support of its distribution"
+    )
+
+
+def check_num_particles(value: Any) -> None:
+    """Raise a ``ValueError`` naming ``num_particles`` unless ``value`` is an integer ``>= 2``.
+
+    Python and NumPy integers are accepted; ``bool``, floats (even ``4.0``) and strings are not,
+    so a bad value fails when the loss is built rather than later in shape code. Every loss
+    constructor reaches this check through :class:`EstimatorConfig`.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(
+            f"num_particles must be an integer >= 2 (the number of coupled samples), got "
+            f"{value!r} of type {type(value).__name__}; pass e.g. num_particles=4"
+        )
+    if value < 2:
+        raise ValueError(
+            f"num_particles must be >= 2 for leave-one-out and antithetic estimators, got "
+            f"{value}; pass e.g. num_particles=4"
+        )
+
+
 @dataclass(frozen=True)
 class EstimatorConfig:
     """The loss-level estimator choice, resolved per site with ``infer`` overrides.
@@ -182,11 +230,7 @@ class EstimatorConfig:
         check_choice(self.estimator, ESTIMATORS, "estimator")
         check_choice(self.copula, COPULAS, "copula")
         check_choice(self.categorical_coupling, CATEGORICAL_COUPLINGS, "categorical_coupling")
-        if self.num_samples < 2:
-            raise ValueError(
-                f"num_particles must be >= 2 for leave-one-out and antithetic estimators, got "
-                f"{self.num_samples}"
-            )
+        check_num_particles(self.num_samples)
         if self.estimator == "disarm" and self.num_samples % 2:
             raise ValueError(
                 f"estimator='disarm' uses num_particles/2 antithetic pairs and needs an even "
@@ -268,3 +312,21 @@ class SiteMarker:
         if self.copula is not None and "copula" not in infer:
             out["copula"] = self.copula
         return out
+
+    def check_seen(self, seen: Collection[str]) -> None:
+        """Raise a ``ValueError`` if ``sites`` names a site that a run of the program never sampled.
+
+        The adapters call this once the wrapped program has returned, with the names of the
+        sample sites it reached, so that a misspelt name fails at the first trace instead of
+        being ignored.
+        """
+        if self.sites is None:
+            return
+        missing = sorted(self.sites - set(seen))
+        if missing:
+            names = ", ".join(repr(m) for m in missing)
+            found = ", ".join(repr(s) for s in sorted(seen)) or "none"
+            raise ValueError(
+                f"config_estimator(sites=...) names {names}, which the program never samples "
+                f"(its sample sites: {found}); check the spelling, or drop the name"
+            )

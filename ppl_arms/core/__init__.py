@@ -67,6 +67,7 @@ from ppl_arms.core.stick_breaking import (
 )
 from ppl_arms.core.surrogate import (
     carrier,
+    finite_signals,
     logit_score,
     score_carrier,
     site_carrier,
@@ -113,6 +114,7 @@ __all__ = [
     "dense_pair_weights",
     "directions",
     "disarm_coefficients",
+    "finite_signals",
     "independent_uniforms",
     "interval_edges",
     "iwae_bound",

@@ -51,6 +51,9 @@ class Ops(Protocol):
     def where(self, cond: Array, a: Array | float, b: Array | float) -> Array:
         """Elementwise selection."""
 
+    def isfinite(self, x: Array) -> Array:
+        """Elementwise: neither infinite nor NaN (boolean)."""
+
     def exp(self, x: Array) -> Array:
         """Elementwise exponential."""
 

@@ -41,6 +41,8 @@ class JaxOps:
         dtype = a.dtype if hasattr(a, "dtype") else b.dtype
         return jnp.where(cond, jnp.asarray(a, dtype), jnp.asarray(b, dtype))
 
+    isfinite = staticmethod(jnp.isfinite)
+
     exp = staticmethod(jnp.exp)
     log = staticmethod(jnp.log)
     log1p = staticmethod(jnp.log1p)

@@ -66,6 +66,7 @@ class TorchOps:
         a, b = _pair(a, b)
         return torch.where(cond, a, b)
 
+    isfinite = staticmethod(torch.isfinite)
     exp = staticmethod(torch.exp)
     log = staticmethod(torch.log)
     log1p = staticmethod(torch.log1p)

@@ -25,6 +25,7 @@ from ppl_arms.core.estimators import DistKind, SiteEstimator, directions
 from ppl_arms.core.iwae import local_signals, vimco_signals
 from ppl_arms.core.surrogate import (
     carrier,
+    finite_signals,
     score_carrier,
     site_carrier,
     site_coefficients,
@@ -90,7 +91,7 @@ def elbo_surrogate(value: Array, sites: Sequence[SiteArrays]) -> Array:
     surrogate), or per-particle ``params`` (:func:`~ppl_arms.core.surrogate.site_carrier`). All
     three have the same gradient.
     """
-    total = value * 0
+    total = get_ops(value).const(0.0, value)  # not value * 0, which is NaN for an infinite value
     for s in sites:
         f = s.per_coordinate(s.signal)
         if s.base is not None or s.score is not None:
@@ -129,13 +130,21 @@ def iwae_surrogate(
     ops = get_ops(log_weight)
     n = num_particles
     log_w = log_weight[:n]
-    objective = bound_scale * ops.sum(ops.logsumexp(log_w, axis=0) - math.log(n))
-    w_tilde = ops.stop_gradient(ops.exp(log_w - ops.logsumexp(log_w, axis=0, keepdims=True)))
+    # An element whose n weights are all zero (every particle impossible) has bound -inf; its
+    # gradient is undefined and taken as zero (the log-sum-exp runs on zeros there, so the
+    # gradient of the unused branch is finite; elsewhere the numbers are unchanged).
+    dead = ops.max(ops.astype(log_w != -math.inf, log_w), axis=0, keepdims=True) == 0
+    safe = ops.where(dead, 0.0, log_w)
+    lse = ops.logsumexp(safe, axis=0, keepdims=True)
+    bound = ops.where(dead, -math.inf, lse)[0] - math.log(n)
+    objective = bound_scale * ops.sum(bound)
+    w_tilde = ops.stop_gradient(ops.where(dead, 0.0, ops.exp(safe - lse)))
     if vimco:
         signal = bound_scale * vimco_signals(log_w)
     else:
         signal = bound_scale * local_signals(log_w, ops.stop_gradient(log_weight[n:]))
-    total = objective * 0
+    signal = finite_signals(signal)
+    total = ops.const(0.0, objective)
     for s in sites:
         params = s.params
         if s.kind is not DistKind.OTHER:

@@ -173,7 +173,9 @@ def categorical_score(z: Array, logits: Array) -> Array:
 
     ``sum(stop_gradient(c) * s)`` has the gradient of
     ``sum(categorical_directions(c, z, logits) * logits)`` but no ``[n, *shape, K]`` array: the
-    gather and the ``K``-sum are ``[n, *shape]`` and ``[*shape]``.
+    gather and the ``K``-sum are ``[n, *shape]`` and ``[*shape]``. A category of probability zero
+    (logit ``-inf``, never sampled) adds :math:`0\cdot\phi_k=0` to the sum, the limit of
+    :math:`p_k\phi_k` as :math:`p_k\to0`, so ``s`` stays finite (its gradient is unchanged).
 
     Args:
         z: Integer categories of shape ``[n, *shape]``.
@@ -185,7 +187,7 @@ def categorical_score(z: Array, logits: Array) -> Array:
     ops = get_ops(z, logits)
     p = ops.stop_gradient(ops.exp(ops.log_softmax(ops.stop_gradient(logits), axis=-1)))
     at_z = ops.take_along_axis(logits, ops.expand_dims(ops.to_int(z), -1), axis=-1)[..., 0]
-    return at_z - ops.sum(p * logits, axis=-1)
+    return at_z - ops.sum(ops.where(p == 0, 0.0, p * logits), axis=-1)
 
 
 def categorical_gradient(coefficients: Array, z: Array, logits: Array) -> Array:

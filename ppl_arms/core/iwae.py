@@ -81,6 +81,21 @@ def leave_one_out_logsumexp(log_weights: Array) -> Array:
     return ops.logsumexp(masked, axis=1)
 
 
+def _others_sum(lw: Array) -> Array:
+    r""":math:`\sum_{k\ne j}\ell_k` for every ``j``, also when some :math:`\ell_k=-\infty`.
+
+    ``total - lw`` gives :math:`-\infty-(-\infty)` (NaN) at a sample of weight zero; there the sum
+    of the others is the sum of the finite ones if that sample is the only ``-inf``, else ``-inf``.
+    """
+    ops = get_ops(lw)
+    total = ops.sum(lw, axis=0, keepdims=True)
+    dead = lw == -math.inf
+    finite_total = ops.sum(ops.where(dead, 0.0, lw), axis=0, keepdims=True)
+    several = ops.sum(ops.astype(dead, lw), axis=0, keepdims=True) > 1
+    at_dead = ops.where(several, -math.inf, finite_total)
+    return ops.where(dead, at_dead, total - lw)
+
+
 def vimco_signals(log_weights: Array) -> Array:
     r"""VIMCO learning signals :math:`\hat{\mathcal L}-\hat{\mathcal L}^{-j}` (gradient-free).
 
@@ -99,7 +114,7 @@ def vimco_signals(log_weights: Array) -> Array:
     n = num_samples(log_weights, name="log_weights")
     ops = get_ops(log_weights)
     lw = ops.stop_gradient(log_weights)
-    others_mean = (ops.sum(lw, axis=0, keepdims=True) - lw) / (n - 1)
+    others_mean = _others_sum(lw) / (n - 1)
     loo = leave_one_out_logsumexp(lw)
     replaced = ops.logsumexp(ops.stack([loo, others_mean], axis=0), axis=0) - math.log(n)
     return iwae_bound(lw) - replaced

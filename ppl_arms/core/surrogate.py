@@ -7,6 +7,14 @@ where :math:`T` is a *gradient carrier*: for Bernoulli/categorical sites
 :math:`T=\sum\mathrm{sg}(d)\cdot\phi` with per-sample directions ``d`` (so :math:`\nabla_\phi T` is the
 estimate itself, no ``log_prob`` is differentiated), and for other sites
 :math:`T=\sum\mathrm{sg}(c)\log q(z)`.
+
+**Edge cases.** Only the carrier's gradient matters (its value cancels), so a product
+:math:`d\cdot\phi` with :math:`d=0` counts as zero even where :math:`\phi=-\infty` (a masked
+category: zero probability, never sampled, zero direction). This is the limit
+:math:`p_k\phi_k\to0` as :math:`p_k\to0`, and the gradient :math:`d` is unchanged. Learning signals
+that are not finite (a particle in a state of log-density :math:`-\infty`) have no defined estimate:
+every estimator gives zero coefficients at such elements (:func:`finite_signals`), so that the
+parameters stay finite while the loss value reports the infinity.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from ppl_arms.core.loorf import loorf_coefficients
 
 __all__ = [
     "carrier",
+    "finite_signals",
     "logit_score",
     "score_carrier",
     "site_carrier",
@@ -37,8 +46,21 @@ def with_gradient(value: Array, carrier_term: Array) -> Array:
     return value + (carrier_term - ops.stop_gradient(carrier_term))
 
 
+def _product(d: Array, x: Array) -> Array:
+    """``d * x`` with ``0 * x = 0`` wherever ``d == 0``, also for an infinite ``x``.
+
+    Used for ``stop_gradient(d) * logits`` products whose value is never used (only their gradient
+    ``d``): a masked category has logit ``-inf`` and direction (or probability) exactly zero.
+    """
+    ops = get_ops(d, x)
+    return ops.where(d == 0, 0.0, d * x)
+
+
 def carrier(directions: Array, logits: Array) -> Array:
     """``sum(stop_gradient(directions) * logits)``: its gradient w.r.t. the logits is the estimate.
+
+    Zero directions contribute zero, also at ``-inf`` logits (masked categories), so the carrier
+    is finite whenever the directions are.
 
     Args:
         directions: Per-sample contributions from the ``*_directions`` helpers, broadcastable with
@@ -49,7 +71,30 @@ def carrier(directions: Array, logits: Array) -> Array:
         A scalar.
     """
     ops = get_ops(directions, logits)
-    return ops.sum(ops.stop_gradient(directions) * logits)
+    return ops.sum(_product(ops.stop_gradient(directions), logits))
+
+
+def finite_signals(f: Array) -> Array:
+    r"""The learning signals, with every element that has a non-finite signal set to zero.
+
+    A particle whose state has log-density :math:`-\infty` (a hard constraint, ``factor(...,
+    -inf)``) has signal :math:`-\infty`, and the estimate of the gradient of an infinite objective
+    is undefined (:math:`\infty-\infty` in every leave-one-out difference). All estimators here
+    are linear in the signals and give zero coefficients for zero signals, so zeroing the signals
+    of *all* samples of such an element removes its score contribution and nothing else: the other
+    elements keep their estimates. The adapters raise instead when they can (eager calls), and the
+    loss value still reports the infinite objective.
+
+    Args:
+        f: Learning signals ``[n, ...]`` (detached).
+
+    Returns:
+        ``f`` where every sample of the element is finite, else ``0``; same shape.
+    """
+    ops = get_ops(f)
+    f = ops.stop_gradient(f)
+    bad = ops.max(ops.astype(~ops.isfinite(f), f), axis=0, keepdims=True) > 0
+    return ops.where(bad, 0.0, f)
 
 
 def logit_score(kind: DistKind, z: Array, logits: Array) -> Array:
@@ -72,7 +117,7 @@ def logit_score(kind: DistKind, z: Array, logits: Array) -> Array:
     if kind is DistKind.CATEGORICAL:
         return categorical_score(z, logits)
     p = ops.sigmoid(ops.stop_gradient(logits))
-    return (ops.astype(z, p) - p) * logits
+    return _product(ops.astype(z, p) - p, logits)
 
 
 def score_carrier(coefficients: Array, log_prob: Array) -> Array:
@@ -101,9 +146,11 @@ def site_coefficients(
         shared: Boolean ``[*coords]``: whether the coupled draw was used (``None``: all).
 
     Returns:
-        Coefficients ``[n, *coords]`` (``[n, *batch]`` for other kinds).
+        Coefficients ``[n, *coords]`` (``[n, *batch]`` for other kinds); zero at elements whose
+        signals are not finite (:func:`finite_signals`).
     """
     ops = get_ops(f, z)
+    f = finite_signals(f)
     if kind is DistKind.OTHER:
         return estimator.coefficients(f, z, None)
     coefficients = estimator.coefficients(f, z, None if lead is None else ops.stop_gradient(lead))

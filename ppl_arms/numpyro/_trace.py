@@ -6,13 +6,23 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
 from numpyro.handlers import replay, seed, substitute, trace
 from numpyro.infer.util import _without_rsample_stop_gradient
 from numpyro.util import check_model_guide_match
 
+from ppl_arms.config import log_density_error
 from ppl_arms.numpyro.coupling import Coupling
 
-__all__ = ["ParticleTraces", "particle_traces", "seed_plates"]
+__all__ = [
+    "ParticleTraces",
+    "check_log_densities",
+    "nonfinite_log_densities",
+    "particle_traces",
+    "seed_plates",
+]
 
 _PLATE_ONLY = ["sample", "prng_key", "control_flow"]
 
@@ -41,6 +51,39 @@ class ParticleTraces:
         for tr in (self.guide_trace, self.model_trace):
             state.update({k: s["value"] for k, s in tr.items() if s["type"] == "mutable"})
         return state
+
+
+def nonfinite_log_densities(traces: ParticleTraces) -> dict[str, jax.Array]:
+    """Per sample site, the sum of its non-finite ``log_prob`` entries (``0`` when all are finite).
+
+    A particle output for :func:`check_log_densities`; unused under ``jit``, where XLA drops it.
+    """
+    out = {}
+    for which in ("model", "guide"):
+        for name, site in traces.sample_sites(which).items():
+            lp = lax.stop_gradient(jnp.asarray(site["log_prob"]))
+            out[f"{which} site '{name}'"] = jnp.sum(jnp.where(jnp.isfinite(lp), 0.0, lp))
+    return out
+
+
+def check_log_densities(nonfinite: dict[str, jax.Array]) -> None:
+    """Raise :func:`~ppl_arms.config.log_density_error` for a site with a non-finite log-density.
+
+    Only concrete values are checked (an eager call); under ``jit``, ``grad`` or ``vmap`` the
+    values are tracers and the loss reports the infinity instead (see ``docs/errors.md``).
+
+    Args:
+        nonfinite: The per-particle outputs of :func:`nonfinite_log_densities`.
+    """
+    labels = sorted(nonfinite, key=lambda label: not label.startswith("model"))
+    for label in labels:
+        values = nonfinite[label]
+        if isinstance(values, jax.core.Tracer):
+            return
+        values = np.asarray(values)
+        bad = values[~np.isfinite(values)]
+        if bad.size:
+            raise log_density_error(label, -np.inf if np.any(bad == -np.inf) else float(bad[0]))
 
 
 def _check_guide_covers_model(model_trace: dict, guide_trace: dict) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from functools import partial
+from types import TracebackType
 from typing import Any
 
 from numpyro.primitives import Messenger
@@ -17,10 +18,29 @@ class _MarkSites(Messenger):
     def __init__(self, fn: Callable, marker: SiteMarker) -> None:
         super().__init__(fn)
         self.marker = marker
+        self._seen: set[str] = set()
+        self._checked = False
+
+    def __enter__(self) -> None:
+        self._seen = set()
+        super().__enter__()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        super().__exit__(exc_type, exc_value, traceback)
+        if exc_type is None and not self._checked:
+            # the first complete run: every name in ``sites`` must have been sampled
+            self.marker.check_seen(self._seen)
+            self._checked = True
 
     def process_message(self, msg: dict[str, Any]) -> None:
         if msg["type"] != "sample":
             return
+        self._seen.add(msg["name"])
         infer = msg.get("infer") or {}
         extra = self.marker.entries(
             msg["name"], not msg["is_observed"], bool(msg["fn"].has_rsample), infer
@@ -39,7 +59,8 @@ def config_estimator(
 
     The enumeration-free counterpart of :func:`numpyro.contrib.funsor.config_enumerate`. Sites that
     already carry an ``"estimator"`` keep it; reparameterised sites are left alone (and naming one
-    in ``sites`` is an error). Works as a function or a decorator::
+    in ``sites`` is an error, as is naming a site that the first run of ``fn`` never samples: a
+    misspelt name fails at the first trace). Works as a function or a decorator::
 
         guide = config_estimator(guide, "loorf", sites=["assignment"])
 

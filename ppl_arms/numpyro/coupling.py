@@ -102,6 +102,8 @@ class Coupling(Messenger):
             return
         site = unwrap(fn)
         estimator = self.config.for_site(site.kind, name, infer)
+        if site.kind is DistKind.CATEGORICAL and site.num_categories == 1:
+            return  # one category: a fixed value with zero score; the host draws it, no estimator
         self.plans[name] = SitePlan(name, site.kind, estimator, site.event_ndims)
         self.distributions[name] = site
         if not estimator.coupled:

@@ -17,13 +17,19 @@ from ppl_arms.config import EstimatorConfig
 from ppl_arms.core.assembly import SiteArrays, elbo_surrogate
 from ppl_arms.core.estimators import DistKind
 from ppl_arms.core.surrogate import logit_score
-from ppl_arms.numpyro._trace import ParticleTraces, particle_traces, seed_plates
+from ppl_arms.numpyro._trace import (
+    ParticleTraces,
+    check_log_densities,
+    nonfinite_log_densities,
+    particle_traces,
+    seed_plates,
+)
 from ppl_arms.numpyro.coupling import PARTICLE_AXIS, Coupling, SitePlan
 
 __all__ = ["TraceARMS_ELBO", "TraceGraphARMS_ELBO"]
 
 
-_PARTICLE_OUTPUTS = ("elbo", "signals", "values", "scores", "mutable")
+_PARTICLE_OUTPUTS = ("elbo", "signals", "values", "scores", "mutable", "nonfinite")
 """Per-particle outputs of the vmapped particle function (batched along the particle axis)."""
 
 
@@ -131,6 +137,7 @@ class _CoupledELBO(ELBO, ABC):
         # they leave the vmap unbatched (once, not once per particle).
         out_axes = {key: 0 for key in _PARTICLE_OUTPUTS} | {"shared": None, "lead": None}
         out = jax.vmap(single_particle, axis_name=PARTICLE_AXIS, out_axes=out_axes)(keys)
+        check_log_densities(out["nonfinite"])
         sites = [
             SiteArrays(
                 plan.estimator,
@@ -184,6 +191,7 @@ class _CoupledELBO(ELBO, ABC):
             "shared": dict(traces.coupling.shared),
             "lead": dict(traces.coupling.lead),
             "mutable": traces.mutable_state(),
+            "nonfinite": nonfinite_log_densities(traces),
         }
 
 

@@ -14,7 +14,13 @@ from numpyro.infer.elbo import MultiFrameTensor
 from ppl_arms.config import INFER_KEY, IWAE_ESTIMATORS, EstimatorConfig, check_choice
 from ppl_arms.core.assembly import SiteArrays, iwae_surrogate
 from ppl_arms.core.estimators import DistKind
-from ppl_arms.numpyro._trace import ParticleTraces, particle_traces, seed_plates
+from ppl_arms.numpyro._trace import (
+    ParticleTraces,
+    check_log_densities,
+    nonfinite_log_densities,
+    particle_traces,
+    seed_plates,
+)
 from ppl_arms.numpyro.coupling import PARTICLE_AXIS, Coupling, SitePlan
 from ppl_arms.numpyro.elbo import _check_vectorized, _shard_particles
 
@@ -164,6 +170,7 @@ class TraceARMS_IWAE(ELBO):
 
         keys = _shard_particles(random.split(rng_key, self._num_sets * n), self.particle_sharding)
         out = jax.vmap(single_particle, axis_name=PARTICLE_AXIS)(keys)
+        check_log_densities(out["nonfinite"])
         sites = [
             SiteArrays(
                 plan.estimator,
@@ -216,6 +223,7 @@ class TraceARMS_IWAE(ELBO):
             "scales": scales,
             "shared": dict(traces.coupling.shared),
             "mutable": traces.mutable_state(),
+            "nonfinite": nonfinite_log_densities(traces),
         }
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from functools import partial
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.subsample_messenger import _Subsample
@@ -18,10 +19,29 @@ class _MarkSites(Messenger):
     def __init__(self, marker: SiteMarker) -> None:
         super().__init__()
         self.marker = marker
+        self._seen: set[str] = set()
+        self._checked = False
+
+    def __enter__(self) -> Self:
+        self._seen = set()
+        return super().__enter__()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        super().__exit__(exc_type, exc_value, traceback)
+        if exc_type is None and not self._checked:
+            # the first complete run: every name in ``sites`` must have been sampled
+            self.marker.check_seen(self._seen)
+            self._checked = True
 
     def _pyro_sample(self, msg: dict[str, Any]) -> None:
         if isinstance(msg["fn"], _Subsample):
             return
+        self._seen.add(msg["name"])
         infer = msg.get("infer") or {}
         extra = self.marker.entries(
             msg["name"],
@@ -43,7 +63,8 @@ def config_estimator(
 
     The enumeration-free counterpart of :func:`pyro.infer.config_enumerate`. Sites that already
     carry an ``"estimator"`` keep it; reparameterised sites are left alone (naming one in ``sites``
-    is an error). Works as a function or a decorator::
+    is an error, as is naming a site that the first run of ``fn`` never samples: a misspelt name
+    fails at the first trace). Works as a function or a decorator::
 
         guide = config_estimator(guide, "loorf", sites=["assignment"])
 

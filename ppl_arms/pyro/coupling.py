@@ -86,6 +86,8 @@ class Coupling(Messenger):
                 "number of plates of the model (or leave it unset to have it guessed)"
             )
         estimator = self.config.for_site(site.kind, name, infer)
+        if site.kind is DistKind.CATEGORICAL and site.num_categories == 1:
+            return  # one category: a fixed value with zero score; the host draws it, no estimator
         self.plans[name] = SitePlan(name, site.kind, estimator, site.event_ndims)
         self.distributions[name] = site
         if not estimator.coupled:

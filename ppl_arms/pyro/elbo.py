@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from abc import abstractmethod
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -18,7 +19,7 @@ from pyro.poutine.trace_struct import Trace
 from pyro.poutine.util import prune_subsample_sites, site_is_subsample
 from pyro.util import check_model_guide_match, check_site_shape, warn_if_nan
 
-from ppl_arms.config import EstimatorConfig
+from ppl_arms.config import EstimatorConfig, log_density_error
 from ppl_arms.core.assembly import SiteArrays, elbo_surrogate
 from ppl_arms.core.estimators import DistKind
 from ppl_arms.pyro._sites import SiteDistribution, broadcast_base
@@ -54,6 +55,34 @@ def _check_signal_shape(name: str, signal: torch.Tensor, info: SiteDistribution)
             "broadcast-safe programs, e.g. no keepdim=True sums that turn a per-particle value "
             "of shape (n, 1) into (n, 1, 1) and then broadcast against (n, B) to (n, n, B)."
         )
+
+
+def check_log_densities(model_trace: Trace, guide_trace: Trace) -> None:
+    """Raise :func:`~ppl_arms.config.log_density_error` for a site with a non-finite log-density.
+
+    One host synchronisation (the finiteness of all the sites' sums) when every value is finite.
+    Skipped while :func:`torch.jit.trace` records a loss (no Python branching on values there);
+    the loss then reports the infinity instead.
+    """
+    if torch.jit.is_tracing():
+        return
+    sites = [
+        (f"{which} site '{name}'", site["log_prob"])
+        for which, tr in (("model", model_trace), ("guide", guide_trace))
+        for name, site in tr.nodes.items()
+        if site["type"] == "sample"
+    ]
+    if not sites:
+        return
+    sums = torch.stack([detach_provenance(lp).detach().sum() for _, lp in sites])
+    if bool(torch.isfinite(sums).all()):
+        return
+    for label, lp in sites:
+        lp = detach_provenance(lp).detach()
+        bad = lp[~torch.isfinite(lp)]
+        if bad.numel():
+            value = -math.inf if bool((bad == -math.inf).any()) else float(bad[0])
+            raise log_density_error(label, value)
 
 
 @contextlib.contextmanager
@@ -154,6 +183,7 @@ class _CoupledELBO(ELBO):
         model_trace = prune_subsample_sites(model_trace)
         model_trace.compute_log_prob()
         guide_trace.compute_score_parts()
+        check_log_densities(model_trace, guide_trace)
         if is_validation_enabled():
             for tr in (model_trace, guide_trace):
                 for site in tr.nodes.values():
@@ -215,7 +245,7 @@ class _SignalELBO(_CoupledELBO):
     def _loss(self, model_trace: Trace, guide_trace: Trace, coupling: Coupling) -> torch.Tensor:
         plans = coupling.plans
         n = self.num_particles
-        elbo = 0.0
+        elbo = torch.zeros(())  # stays 0 for programs without sample sites (as Trace_ELBO)
         for site in model_trace.nodes.values():
             if site["type"] == "sample":
                 elbo = elbo + site["log_prob_sum"]

@@ -113,6 +113,8 @@ class TraceARMS_IWAE(_CoupledELBO):
         stacks = [
             set(s["cond_indep_stack"]) for s in model_trace.nodes.values() if s["type"] == "sample"
         ]
+        if not stacks:
+            return [], 1.0  # no model sample site: nothing to take a bound over
         common = set.intersection(*stacks)
         if self.bound_plates is not None:
             by_name = {f.name: f for f in common}
@@ -153,6 +155,8 @@ class TraceARMS_IWAE(_CoupledELBO):
                     lp = lp.detach()  # its direct gradient goes through the logit carrier
                 terms.add((site["cond_indep_stack"], -lp))
         log_weight = terms.sum_to(frames) / scale  # [2n or n, ...common plate dims]
+        if not isinstance(log_weight, torch.Tensor):
+            return torch.zeros(())  # no sample sites at all: the bound is log 1 = 0
         sites = []
         for name, plan in plans.items():
             info = coupling.distributions[name]
