@@ -251,9 +251,17 @@ class CARMS(SiteEstimator):
 
 @dataclass(frozen=True, repr=True)
 class StickBreakingCARMS(SiteEstimator):
-    """CARMS with the stick-breaking coupling, O(nK) per element (:mod:`.stick_breaking`)."""
+    """CARMS with the stick-breaking coupling, O(nK) per element (:mod:`.stick_breaking`).
+
+    Attributes:
+        copula: The copula of each stick's ``n`` uniforms.
+        sort: Sticks in ascending order of probability (``True``, Dong et al.) or in category
+            index order (``False``: no sort, the default coupling ``"stick_breaking_unsorted"``).
+            Both are exact; the order changes the variance, not the expectation.
+    """
 
     copula: Copula = field(default_factory=DirichletCopula)
+    sort: bool = True
 
     name: ClassVar[str] = "arms"
     kinds: ClassVar[frozenset[DistKind]] = frozenset({DistKind.CATEGORICAL})
@@ -269,7 +277,7 @@ class StickBreakingCARMS(SiteEstimator):
         return (independent_uniforms(self.copula.noise, noise[0]),)
 
     def sample(self, coupled: tuple[Array, ...], logits: Array) -> Array:  # noqa: D102
-        return stick_breaking_sample(coupled[0], logits)
+        return stick_breaking_sample(coupled[0], logits, self.sort)
 
     def coefficients(self, f: Array, z: Array, logits: Array | None) -> Array:  # noqa: D102
-        return stick_breaking_coefficients(f, z, logits, self.copula)
+        return stick_breaking_coefficients(f, z, logits, self.copula, self.sort)

@@ -200,6 +200,93 @@ def test_rare_categories_keep_exact_weights(backend):
     np.testing.assert_allclose(expected, exact_gradient(f, p[None]), atol=1e-14)
 
 
+def _unsorted(probs):
+    """The unsorted stick order: index order with the most probable category swapped to the end."""
+    order = np.arange(len(probs))
+    top = int(np.argmax(probs))
+    order[[top, -1]] = order[[-1, top]]
+    return order
+
+
+def _stick_pmf(copula, probs, n, order):
+    """K x K pair pmf of stick breaking in a given stick order, by enumerating the sticks.
+
+    Independent of the library's weights: both samples pass the sticks before the earlier stop
+    (joint probability ``1 - 2 pi + C(pi, pi)`` each), one stops there (``pi - C(pi, pi)``) and the
+    other continues alone, with its marginal stop probabilities.
+    """
+    import torch
+
+    def c(s):
+        return float(copula.joint_cdf(torch.tensor(s), torch.tensor(s), n))
+
+    k = len(probs)
+    ps = probs[order]
+    remaining = np.cumsum(ps[::-1])[::-1]
+    pi = np.append(ps[:-1] / remaining[:-1], 1.0)
+    pmf = np.zeros((k, k))
+    for r in range(k):
+        for col in range(r + 1, k):
+            both = np.prod([1 - 2 * pi[t] + c(pi[t]) for t in range(r)])
+            split = pi[r] - c(pi[r])
+            alone = np.prod([1 - pi[t] for t in range(r + 1, col)]) * pi[col]
+            pmf[order[r], order[col]] = pmf[order[col], order[r]] = both * split * alone
+    return pmf
+
+
+@pytest.mark.parametrize("copula", COPULAS, ids=repr)
+@pytest.mark.parametrize("sort", [True, False], ids=["sorted", "unsorted"])
+@pytest.mark.parametrize("n", [2, 3, 4])
+def test_stick_breaking_exact_expectation(backend, rng, copula, sort, n):
+    """Exact-enumeration oracle of both stick orders: E[estimate] equals the exact gradient."""
+    d, k = 2, 4
+    logits = rng.normal(size=(d, k)) * 2
+    logits[0, 0] = 4.5
+    probs = softmax(logits, axis=-1)
+    f = random_table(rng, d, k)
+    orders = [
+        np.argsort(probs[i], kind="stable") if sort else _unsorted(probs[i]) for i in range(d)
+    ]
+    pair_probs = np.stack([_stick_pmf(copula, probs[i], n, orders[i]) for i in range(d)])
+    off = ~np.eye(k, dtype=bool)
+    assert np.all(pair_probs[:, off] > 0), "every pair must have positive probability"
+    a, b = np.meshgrid(np.arange(k), np.arange(k), indexing="ij")
+    zz = np.broadcast_to(np.stack([a.ravel(), b.ravel()])[:, :, None], (2, k * k, d))
+    zz = np.concatenate([zz, np.repeat(zz[:1], n - 2, axis=0)]) if n > 2 else zz
+    lg = backend.asarray(np.broadcast_to(logits, (k * k, d, k)).copy())
+    w = backend.numpy(
+        stick_breaking_pair_weights(
+            backend.asarray(np.ascontiguousarray(zz)), lg, copula, sort=sort
+        )
+    )
+    weights = np.moveaxis(w[0, 1].reshape(k, k, d), -1, 0)
+    independent = probs[:, :, None] * probs[:, None, :]
+    np.testing.assert_allclose(
+        weights[:, off], independent[:, off] / pair_probs[:, off], rtol=1e-10
+    )
+    expected = pairwise_expectation(f, probs, pair_probs, weights)
+    np.testing.assert_allclose(expected, exact_gradient(f, probs), rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize("copula", COPULAS, ids=repr)
+def test_unsorted_stick_breaking_sampler_pairs(backend, rng, copula):
+    """The unsorted sampler's empirical pair frequencies match the enumerated pmf."""
+    draws, k, n = 400_000, 4, 2
+    logits = np.array([1.2, -0.5, 0.3, -2.0])  # p_0 > 1/2: without the swap, pairs are lost
+    p = softmax(logits)
+    v = copula.uniforms(backend.asarray(draw(rng, copula.noise, (n, draws, k - 1))))
+    z = backend.numpy(stick_breaking_sample(v, backend.asarray(logits), sort=False))
+    se = np.sqrt(p * (1 - p) / draws)
+    assert np.all(np.abs(np.bincount(z[1], minlength=k) / draws - p) < 4.5 * se)
+    pmf = _stick_pmf(copula, p, n, _unsorted(p))
+    emp = np.zeros((k, k))
+    np.add.at(emp, (z[0], z[n - 1]), 1.0)
+    emp /= draws
+    off = ~np.eye(k, dtype=bool)
+    se2 = np.sqrt(pmf * (1 - pmf) / draws)
+    assert np.all(np.abs(emp - pmf)[off] < 4.5 * se2[off]), emp - pmf
+
+
 # ---------------------------------------------------------------- identities
 
 
@@ -280,6 +367,8 @@ CATEGORICAL_ESTIMATORS = [
     ("carms-gaussian", CARMS(GaussianCopula())),
     ("stick-dirichlet", StickBreakingCARMS(DirichletCopula())),
     ("stick-gaussian", StickBreakingCARMS(GaussianCopula())),
+    ("stick-unsorted-dirichlet", StickBreakingCARMS(DirichletCopula(), sort=False)),
+    ("stick-unsorted-gaussian", StickBreakingCARMS(GaussianCopula(), sort=False)),
 ]
 
 
