@@ -63,7 +63,7 @@ class _CoupledELBO(ELBO, ABC):
         num_particles: int = 4,
         estimator: str = "arms",
         copula: str = "dirichlet",
-        categorical_coupling: str = "inverse_cdf",
+        categorical_coupling: str = "stick_breaking_unsorted",
         vectorize_particles: bool = True,
         particle_sharding: jax.sharding.Sharding | None = None,
     ) -> None:
@@ -221,9 +221,10 @@ class TraceARMS_ELBO(_CoupledELBO):
             or ``"reinforce"`` (no baseline). Override per site with ``infer={"estimator": ...}`` or
             :func:`~ppl_arms.numpyro.config_estimator`.
         copula: ``"dirichlet"`` or ``"gaussian"``.
-        categorical_coupling: ``"inverse_cdf"`` (CARMS-I, :math:`O(K^3+n^2K^2)` per element:
-            about 5 µs at ``K = 10`` on one CPU core) or ``"stick_breaking"`` (:math:`O(nK+n^2)`,
-            the choice for ``K`` above about 10).
+        categorical_coupling: ``"stick_breaking_unsorted"`` (the default at every ``K``: stick
+            breaking in index order with the most probable category last, :math:`O(nK+n^2)`),
+            ``"stick_breaking"`` (sticks sorted by probability) or ``"inverse_cdf"`` (CARMS-I,
+            :math:`O(K^3+n^2K^2)`); all exact, see :data:`ppl_arms.config.CATEGORICAL_COUPLINGS`.
         vectorize_particles: Must be ``True`` (particles are coupled across a named vmap axis).
         particle_sharding: Optional :class:`jax.sharding.Sharding` of the particle axis, e.g.
             ``NamedSharding(mesh, PartitionSpec("particles"))``: under ``jit`` the particles are

@@ -80,7 +80,8 @@ class TraceARMS_IWAE(ELBO):
         estimator: ``"arms"`` (local ARMS/CARMS; ``2n`` model evaluations), ``"loorf"``
             (local LOORF; ``2n``) or ``"vimco"`` (``n``).
         copula: ``"dirichlet"`` or ``"gaussian"`` (``"arms"`` only).
-        categorical_coupling: ``"inverse_cdf"`` or ``"stick_breaking"``.
+        categorical_coupling: ``"stick_breaking_unsorted"`` (default), ``"stick_breaking"`` or
+            ``"inverse_cdf"`` (see :data:`ppl_arms.config.CATEGORICAL_COUPLINGS`).
         bound_plates: ``None`` (automatic), ``()`` or plate names; see above.
         vectorize_particles: Must be ``True``.
         particle_sharding: Optional sharding of the particle axis (as in
@@ -99,7 +100,7 @@ class TraceARMS_IWAE(ELBO):
         num_particles: int = 4,
         estimator: str = "arms",
         copula: str = "dirichlet",
-        categorical_coupling: str = "inverse_cdf",
+        categorical_coupling: str = "stick_breaking_unsorted",
         bound_plates: Sequence[str] | None = None,
         vectorize_particles: bool = True,
         particle_sharding: jax.sharding.Sharding | None = None,

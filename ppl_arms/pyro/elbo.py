@@ -110,7 +110,7 @@ class _CoupledELBO(ELBO):
         num_particles: int = 4,
         estimator: str = "arms",
         copula: str = "dirichlet",
-        categorical_coupling: str = "inverse_cdf",
+        categorical_coupling: str = "stick_breaking_unsorted",
         max_plate_nesting: float = float("inf"),
         vectorize_particles: bool = True,
         retain_graph: bool | None = None,
@@ -324,9 +324,10 @@ class TraceARMS_ELBO(_SignalELBO):
             or ``"reinforce"`` (no baseline). Override per site with ``infer={"estimator": ...}`` or
             :func:`~ppl_arms.pyro.config_estimator`.
         copula: ``"dirichlet"`` or ``"gaussian"``.
-        categorical_coupling: ``"inverse_cdf"`` (CARMS-I, :math:`O(K^3+n^2K^2)` per element:
-            about 5 µs at ``K = 10`` on one CPU core) or ``"stick_breaking"`` (:math:`O(nK+n^2)`,
-            the choice for ``K`` above about 10).
+        categorical_coupling: ``"stick_breaking_unsorted"`` (the default at every ``K``: stick
+            breaking in index order with the most probable category last, :math:`O(nK+n^2)`),
+            ``"stick_breaking"`` (sticks sorted by probability) or ``"inverse_cdf"`` (CARMS-I,
+            :math:`O(K^3+n^2K^2)`); all exact, see :data:`ppl_arms.config.CATEGORICAL_COUPLINGS`.
         max_plate_nesting: The model's plate nesting (guessed with one extra run when not given).
         vectorize_particles: Must be ``True``.
         retain_graph: Passed to ``backward`` in :meth:`loss_and_grads`.

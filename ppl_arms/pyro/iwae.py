@@ -54,7 +54,8 @@ class TraceARMS_IWAE(_CoupledELBO):
         num_particles: ``n >= 2``, the number of samples inside the bound.
         estimator: ``"arms"`` (``2n`` model evaluations), ``"loorf"`` (``2n``) or ``"vimco"`` (``n``).
         copula: ``"dirichlet"`` or ``"gaussian"``.
-        categorical_coupling: ``"inverse_cdf"`` or ``"stick_breaking"``.
+        categorical_coupling: ``"stick_breaking_unsorted"`` (default), ``"stick_breaking"`` or
+            ``"inverse_cdf"`` (see :data:`ppl_arms.config.CATEGORICAL_COUPLINGS`).
         bound_plates: ``None`` (automatic), ``()`` or plate names.
         max_plate_nesting: The model's plate nesting (guessed when not given).
         vectorize_particles: Must be ``True``.
@@ -66,7 +67,7 @@ class TraceARMS_IWAE(_CoupledELBO):
         num_particles: int = 4,
         estimator: str = "arms",
         copula: str = "dirichlet",
-        categorical_coupling: str = "inverse_cdf",
+        categorical_coupling: str = "stick_breaking_unsorted",
         bound_plates: Sequence[str] | None = None,
         max_plate_nesting: float = float("inf"),
         vectorize_particles: bool = True,
