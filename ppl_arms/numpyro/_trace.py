@@ -14,6 +14,7 @@ from numpyro.infer.util import _without_rsample_stop_gradient
 from numpyro.util import check_model_guide_match
 
 from ppl_arms.config import log_density_error
+from ppl_arms.numpyro._shapes import check_plate_dims
 from ppl_arms.numpyro.coupling import Coupling
 
 __all__ = [
@@ -141,6 +142,8 @@ def particle_traces(
     model_trace = trace(model_fn).get_trace(*args, **kwargs)
     _check_guide_covers_model(model_trace, guide_trace)
     check_model_guide_match(model_trace, guide_trace)
+    check_plate_dims("guide", guide_trace)
+    check_plate_dims("model", model_trace)
     _add_log_probs(guide_trace)
     _add_log_probs(model_trace)
     return ParticleTraces(model_trace, guide_trace, handler)
