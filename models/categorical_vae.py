@@ -21,7 +21,8 @@ and ``initialize_with_bias``); weights are Glorot-uniform from ``numpy.random.de
 ``.to_event(1)`` inside the ``"data"`` plate (``dim=-1``); integer (not one-hot) values in both
 backends, since NumPyro has no ``OneHotCategorical``. The observed site is ``"x"``.
 
-**Estimator.** ``TraceARMS_ELBO(estimator="arms")`` (CARMS-I at categorical sites) or
+**Estimator.** ``TraceARMS_ELBO(estimator="arms")`` (CARMS at categorical sites, with the default
+unsorted stick-breaking coupling; ``categorical_coupling="inverse_cdf"`` for CARMS-I) or
 ``TraceARMS_IWAE(estimator="arms")``; LOORF and VIMCO are the baselines. ``"disarm"`` applies to
 Bernoulli sites only and raises a ``ValueError`` naming site ``"z"``.
 
