@@ -173,7 +173,7 @@ def _workloads(quick: bool) -> dict[str, Workload]:
         if p > 200:  # ours is far faster here; keep the run short
             caps.update({m: 20.0 * s for m in methods if m != "dhmcgibbs"})
         out[name] = Workload(
-            name, "linreg", "mean |PIP error|", 0.05, False, methods, caps,
+            name, "linreg", "mean abs. PIP error", 0.05, False, methods, caps,
             f"spike-and-slab linear regression, {design} design, n={n}, p={p}",
             _linreg(n, p, design, quick), {"n": n, "p": p, "design": design},
         )  # fmt: skip
@@ -410,7 +410,7 @@ def _run_vi(
         "steps": done,
         "seconds_per_step": seconds / done,
         "final_loss": losses[-1],
-        "loss_curve": losses,
+        "loss_curve": [losses[i] for i in range(0, len(losses), max(1, len(losses) // 150))],
     }
 
 
@@ -460,6 +460,14 @@ def _run_mcmc(
     }
 
 
+def thin(curve: list, keep: int = 150) -> list:
+    """At most about ``keep`` checkpoints of ``curve`` (log-spaced in index; first and last kept)."""
+    if len(curve) <= keep:
+        return curve
+    idx = np.unique(np.geomspace(1, len(curve), keep).astype(int) - 1)
+    return [curve[i] for i in sorted({0, *idx.tolist(), len(curve) - 1})]
+
+
 def _run_method(wl: Workload, ctx: dict, method: str, seed: int, quick: bool) -> dict[str, Any]:
     evaluate = _evaluator(wl, ctx)
     cap = wl.caps[method]
@@ -470,7 +478,8 @@ def _run_method(wl: Workload, ctx: dict, method: str, seed: int, quick: bool) ->
     first = int(np.argmax(reached)) if reached.any() else None
     return {
         "cap_seconds": cap,
-        "curve": curve,
+        "curve": thin(curve),  # the time to target is found on the full curve
+        "checkpoints": len(curve),
         "time_to_target": None if first is None else curve[first]["seconds"],
         "first_result_seconds": curve[0]["seconds"],
         "final": curve[-1],
@@ -565,11 +574,12 @@ def table(results: dict[str, Any]) -> str:
     for name, w in results["workloads"].items():
         for method, r in w["runs"].items():
             target = ("≥ " if w["higher_is_better"] else "≤ ") + f"{w['target']:g}"
+            metric = w["metric"].replace("|", "")
             ttt = r["time_to_target"]
             end = r["final"]["seconds"]
             ttt_s = f"> {end:.0f} (not reached)" if ttt is None else f"{ttt:.1f}"
             rows.append(
-                f"| {name} | {method} | {w['metric']} | {target} | {ttt_s} | "
+                f"| {name} | {method} | {metric} | {target} | {ttt_s} | "
                 f"{r['final']['error']:.3f} | {r['final']['seconds']:.1f} | "
                 f"{r['first_result_seconds']:.1f} | "
                 f"{r.get('steps', r.get('samples'))} | {_fmt(r['final'].get('auroc'), '.3f')} | "
@@ -639,6 +649,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="results/bayes")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--from-json", default=None, help="re-render the table and plots of a saved bayes.json"
+    )
     return p
 
 
@@ -646,14 +659,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Parse arguments, run, print the table and write the outputs."""
     args = parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
-    start = time.perf_counter()
-    results = run(args)
-    results["total_seconds"] = time.perf_counter() - start
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.from_json:
+        results = json.loads(Path(args.from_json).read_text())
+    else:
+        start = time.perf_counter()
+        results = run(args)
+        results["total_seconds"] = time.perf_counter() - start
+        (out / "bayes.json").write_text(json.dumps(results, indent=1, default=float))
     text = table(results)
     (out / "bayes.md").write_text(text)
-    (out / "bayes.json").write_text(json.dumps(results, indent=1, default=float))
     written = plots(results, out)
     print(text)
     print(
