@@ -1,7 +1,7 @@
 """The Bayesian main job: accuracy against wall-clock time, ours against MCMC and enumeration.
 
-Run ``python -m benchmarks.bayes`` (about 20 minutes on 2 shared cores; ``--quick``: about a
-minute). Every method of every workload runs under a wall-clock cap and records its accuracy
+Run ``python -m benchmarks.bayes`` (about 25 minutes with ``--cap-scale 0.5`` on 2 heavily shared
+cores; ``--quick``: three small workloads, a few minutes there, most of it JIT compilation). Every method of every workload runs under a wall-clock cap and records its accuracy
 against a reference answer that no method under test produced, at checkpoints (the time spent
 computing the accuracy is excluded from the clock; compilation and warm-up are included):
 
