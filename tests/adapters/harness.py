@@ -25,6 +25,23 @@ def replicated(B, fn, replicates, nesting):
     return wrapped
 
 
+def _cached_exact(method):
+    """Memoise an exact gradient per (spec, objective, n, bound plates) on the harness instance.
+
+    The exact gradient depends only on the problem, not on the loss under test, so the oracle
+    matrix enumerates each problem once per backend instead of once per loss.
+    """
+
+    def wrapped(self, spec, objective="elbo", num_particles=None, bound_plates=None):
+        cache = self.__dict__.setdefault("_exact_cache", {})
+        key = (spec.name, objective, num_particles, bound_plates)
+        if key not in cache:
+            cache[key] = method(self, spec, objective, num_particles, bound_plates)
+        return cache[key].copy()
+
+    return wrapped
+
+
 def _flatten(grads, names):
     return np.concatenate([np.asarray(grads[k], dtype=float).reshape(-1) for k in names])
 
@@ -50,6 +67,7 @@ class NumPyroHarness:
         keys = jax.random.split(jax.random.key(seed), batches)
         return np.stack([_flatten(grad(k), names) for k in keys]) / replicates
 
+    @_cached_exact
     def exact_gradient(self, spec, objective="elbo", num_particles=None, bound_plates=None):
         import jax
         import jax.numpy as jnp
@@ -100,6 +118,7 @@ class PyroHarness:
             out.append(_flatten(self._grads(-value, names), names))
         return np.stack(out) / replicates
 
+    @_cached_exact
     def exact_gradient(self, spec, objective="elbo", num_particles=None, bound_plates=None):
         import pyro
 

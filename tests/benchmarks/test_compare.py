@@ -14,7 +14,12 @@ TINY = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize("backend", ["numpyro", "pyro"])
+@pytest.mark.parametrize(
+    "backend",
+    # NumPyro compiles each loss's step, evaluation and variance programs (about 50 s of CPU);
+    # its default-suite coverage is test_disarm_is_skipped_on_categorical_models below.
+    [pytest.param("numpyro", marks=pytest.mark.slow), "pyro"],
+)
 def test_compare_end_to_end(tmp_path, backend):
     out = tmp_path / backend
     results = compare.main(
@@ -120,6 +125,7 @@ def test_every_registered_loss_builds(name, backend):
     assert loss.num_particles in (2, 4)
 
 
+@pytest.mark.slow  # trains every paper loss once (about 70 s of CPU)
 @pytest.mark.skipif(
     not __import__("pathlib").Path("/usr/share/datasets/fashion-mnist").exists(),
     reason="needs the Debian package dataset-fashion-mnist (installed by .ci/run)",

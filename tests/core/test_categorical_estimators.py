@@ -158,9 +158,19 @@ def test_stick_breaking_sampler_marginals_and_pairs(backend, rng, copula, n):
 # ---------------------------------------------------------------- exact expectation
 
 
+_SHAPES = [(1, 4), (2, 3), (3, 2), (2, 4)]
+
+
+def _exact_cases():
+    """Every (n, shape) pair; the default suite runs shape ``i`` with the ``i``-th n only."""
+    for i, n in enumerate([2, 3, 4, 6]):
+        for j, (d, k) in enumerate(_SHAPES):
+            marks = [] if i == j else [pytest.mark.slow]
+            yield pytest.param(n, d, k, marks=marks, id=f"{n}-{d}-{k}")
+
+
 @pytest.mark.parametrize("copula", COPULAS, ids=repr)
-@pytest.mark.parametrize("n", [2, 3, 4, 6])
-@pytest.mark.parametrize(("d", "k"), [(1, 4), (2, 3), (3, 2), (2, 4)])
+@pytest.mark.parametrize(("n", "d", "k"), list(_exact_cases()))
 def test_carms_exact_expectation(backend, rng, copula, n, d, k):
     logits = rng.normal(size=(d, k)) * 2
     logits[0, 0] = 4.5  # |logit| >= 4
@@ -291,7 +301,7 @@ def test_unsorted_stick_breaking_sampler_pairs(backend, rng, copula):
 
 
 @pytest.mark.parametrize("copula", COPULAS, ids=repr)
-@pytest.mark.parametrize("n", [2, 3, 5])
+@pytest.mark.parametrize("n", [2, 3, pytest.param(5, marks=pytest.mark.slow)])
 def test_carms_k2_equals_arms_on_the_indicator(backend, rng, copula, n):
     """K = 2: CARMS has no orientation switch, so it equals ARMS on 1[z = 0] where P(z = 0) < 1/2."""
     m = 400
@@ -373,11 +383,12 @@ CATEGORICAL_ESTIMATORS = [
 
 
 def _mc_cases():
-    for label, est in CATEGORICAL_ESTIMATORS:
-        for n in (2, 3, 4):
-            # the Gaussian copula's pair pmf (20-point quadrature per rectangle corner and ordering)
-            # is the costliest; its n = 4 case runs with the slow tests
-            marks = [pytest.mark.slow] if (label == "carms-gaussian" and n == 4) else []
+    ns = (2, 3, 4)
+    for i, (label, est) in enumerate(CATEGORICAL_ESTIMATORS):
+        for n in ns:
+            # the default suite runs each estimator at one n (rotating over the estimators, so
+            # every n is covered); the other n run with the slow tests
+            marks = [] if n == ns[i % len(ns)] else [pytest.mark.slow]
             yield pytest.param(label, est, n, marks=marks, id=f"{label}-{n}")
 
 

@@ -122,7 +122,16 @@ def _case(rng, n, shape, k):
 
 
 @pytest.mark.parametrize("copula", COPULAS, ids=repr)
-@pytest.mark.parametrize(("n", "k"), [(2, 2), (3, 5), (4, 10), (5, 4)])
+@pytest.mark.parametrize(
+    ("n", "k"),
+    # the larger cases compile long pair loops in JAX (about 10 s of CPU each): slow set
+    [
+        (2, 2),
+        (3, 5),
+        pytest.param(4, 10, marks=pytest.mark.slow),
+        pytest.param(5, 4, marks=pytest.mark.slow),
+    ],
+)
 def test_pair_list_weights_equal_the_dense_reference(backend, rng, copula, n, k):
     shape = (7, 3)
     logits, u, order, f = _case(rng, n, shape, k)
@@ -157,7 +166,7 @@ def test_pair_probability_equals_the_dense_reference(backend, rng, copula):
     np.testing.assert_allclose(new, old, rtol=1e-12, atol=PMF_ATOL)
 
 
-@pytest.mark.parametrize("chunk_entries", [7, 64, 1 << 20])
+@pytest.mark.parametrize("chunk_entries", [7, pytest.param(64, marks=pytest.mark.slow), 1 << 20])
 def test_chunking_does_not_change_the_weights(backend, rng, monkeypatch, chunk_entries):
     """Chunks of 1 element (7 // 5), chunks with a remainder (64 // 5 = 12 of 105) and one chunk."""
     n, k, shape = 4, 5, (35, 3)
@@ -195,7 +204,7 @@ def test_jit_and_chunks_in_jax(rng, monkeypatch):
 
 
 @pytest.mark.parametrize("copula", [DirichletCopula(), GaussianCopula()], ids=repr)
-@pytest.mark.parametrize("n", [2, 3, 4])
+@pytest.mark.parametrize("n", [2, 3, pytest.param(4, marks=pytest.mark.slow)])
 def test_stick_breaking_pair_list_equals_the_dense_form(backend, rng, copula, n):
     k, shape = 6, (11, 2)
     logits = backend.asarray(rng.normal(size=(*shape, k)) * 2)

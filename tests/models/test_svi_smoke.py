@@ -78,8 +78,21 @@ def _assert_moved(before, after):
         )
 
 
-@pytest.mark.parametrize("make_loss", NUMPYRO_LOSSES)
-@pytest.mark.parametrize("name", MODEL_NAMES)
+def _rotated(losses, names):
+    """``(name, loss)`` pairs: loss ``j`` on model ``j`` (cyclically) by default, the rest ``slow``.
+
+    Every loss and every model appears in the default suite (each NumPyro case compiles its own
+    SVI step, a few seconds); the full cross product runs with ``-m slow``.
+    """
+    out = []
+    for j, loss in enumerate(losses):
+        for i, name in enumerate(names):
+            marks = () if i == j % len(names) else (pytest.mark.slow,)
+            out.append(pytest.param(name, loss.values[0], marks=marks, id=f"{name}-{loss.id}"))
+    return out
+
+
+@pytest.mark.parametrize(("name", "make_loss"), _rotated(NUMPYRO_LOSSES, MODEL_NAMES))
 def test_numpyro_two_svi_steps(digits, name, make_loss):
     loss = make_loss()
     x = jnp.asarray(binary_batch(digits))
@@ -164,6 +177,11 @@ def test_numpyro_num_data_scales_the_loss(digits):
         state = svi.init(jax.random.key(0), x)
         params = svi.get_params(state)
         key = jax.random.key(1)
-        full = loss.loss(key, params, model, guide, x, num_data=num_data)
-        batch = loss.loss(key, params, model, guide, x)
+
+        @jax.jit  # one compiled program for both calls (eager vmapped particles are slow)
+        def losses(params, loss=loss, key=key):
+            full = loss.loss(key, params, model, guide, x, num_data=num_data)
+            return full, loss.loss(key, params, model, guide, x)
+
+        full, batch = losses(params)
         np.testing.assert_allclose(full, 10 * batch, rtol=1e-10)
