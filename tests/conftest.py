@@ -25,6 +25,9 @@ import torch
 
 jax.config.update("jax_enable_x64", True)
 torch.set_default_dtype(torch.float64)
+# Two xdist workers share the 2 cores, and the test tensors are tiny: torch's intra-op threads
+# would only oversubscribe the cores (each worker spinning for the other's core).
+torch.set_num_threads(1)
 
 
 class Backend:

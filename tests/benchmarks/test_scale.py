@@ -3,9 +3,12 @@
 import json
 import math
 
+import pytest
+
 from benchmarks import scale
 
 
+@pytest.mark.slow  # fresh worker processes per size (about 20 s)
 def test_scale_benchmark(tmp_path):
     out = scale.main(
         ["--sizes", "1e3", "2e3", "--cases", "arms", "--k-values", "2", "--k-sizes", "1e3", "2e3",

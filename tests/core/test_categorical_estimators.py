@@ -97,7 +97,7 @@ def test_pair_pmf_is_a_consistent_joint(backend, rng, copula, n, k):
 
 
 @pytest.mark.parametrize("copula", COPULAS, ids=repr)
-@pytest.mark.parametrize("n", [2, 3, 4])
+@pytest.mark.parametrize("n", [2, pytest.param(3, marks=pytest.mark.slow), 4])  # statistical
 def test_carms_sampler_marginals_and_pairs(backend, rng, copula, n):
     draws, k = 1_000_000, 4
     logits = np.array([1.2, -0.5, 0.3, -2.0])
@@ -123,7 +123,7 @@ def test_carms_sampler_marginals_and_pairs(backend, rng, copula, n):
 
 
 @pytest.mark.parametrize("copula", COPULAS, ids=repr)
-@pytest.mark.parametrize("n", [2, 3, 4])
+@pytest.mark.parametrize("n", [2, pytest.param(3, marks=pytest.mark.slow), 4])  # statistical
 def test_stick_breaking_sampler_marginals_and_pairs(backend, rng, copula, n):
     draws, k = 1_000_000, 4
     logits = np.array([1.2, -0.5, 0.3, -2.0])
@@ -388,7 +388,7 @@ def _mc_cases():
         for n in ns:
             # the default suite runs each estimator at one n (rotating over the estimators, so
             # every n is covered); the other n run with the slow tests
-            marks = [] if n == ns[i % len(ns)] else [pytest.mark.slow]
+            marks = [] if n == ns[(i + 1) % len(ns)] else [pytest.mark.slow]
             yield pytest.param(label, est, n, marks=marks, id=f"{label}-{n}")
 
 

@@ -67,6 +67,7 @@ def _check(report: dict, name: str) -> None:
     _assert_equal(spread["grad"], f"{name} gradients, particles over devices")
 
 
+@pytest.mark.slow  # a subprocess compiling on 1, 2 and 4 forced devices (about 1 min)
 def test_sharded_trace_elbo_equals_single_device():
     _check(_run_worker("elbo"), "elbo")
 

@@ -147,6 +147,7 @@ def _set_logits(guide):
         guide.logits.z.copy_(torch.tensor([0.5, -1.0, 1.5]))
 
 
+@pytest.mark.slow  # statistical (about 40 s)
 def test_arms_gradients_through_the_autoguide_are_unbiased():
     """Mean of 2000 estimates = exact gradient (enumeration oracle) at non-trivial logits."""
     guide = AutoMixedMeanField(discrete_model)
@@ -161,6 +162,7 @@ def test_arms_gradients_through_the_autoguide_are_unbiased():
         assert_unbiased((row.mean, row.variance, row.num_estimates), g.numpy(), what=name)
 
 
+@pytest.mark.slow  # trains to convergence (about 40 s)
 def test_fit_reaches_the_exact_posterior_when_it_factorises():
     y = torch.tensor([1.2, 0.4, 2.0])
 

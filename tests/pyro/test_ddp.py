@@ -47,6 +47,7 @@ def _torchrun(mode: str) -> dict:
     return json.loads(lines[-1])
 
 
+@pytest.mark.slow  # two torchrun processes (about 20 s)
 def test_ddp_short_training_run():
     report = _torchrun("train")
     assert report["world"] == 2

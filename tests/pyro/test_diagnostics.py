@@ -23,6 +23,7 @@ def one_site_guide(x):
     pyro.sample("z", dist.Bernoulli(logits=phi))
 
 
+@pytest.mark.slow  # statistical (about 30 s)
 def test_reinforce_variance_matches_the_exact_variance():
     n, r = 4, 3000
     loss = TraceARMS_ELBO(n, estimator="reinforce", max_plate_nesting=0)
@@ -49,6 +50,7 @@ def three_site_guide(x):
         pyro.sample("z", dist.Bernoulli(logits=phi))
 
 
+@pytest.mark.slow  # statistical (about 30 s)
 def test_arms_has_lower_variance_than_loorf():
     x = torch.tensor([0.3, -1.0, 2.0])
     total = {
