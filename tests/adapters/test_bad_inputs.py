@@ -11,7 +11,9 @@ result (see ``docs/errors.md``):
 4. ``num_particles`` that is not an integer ``>= 2``: error naming it at construction;
 5. ``config_estimator(sites=...)`` naming a site the program never samples: error at the first
    trace naming it;
-6. empty programs: loss 0; observations only: loss ``-log p(obs)``.
+6. empty programs: loss 0; observations only: loss ``-log p(obs)``;
+7. large ``K`` with the default settings: the default coupling is the ``O(nK + n^2)`` one, and a
+   ``K = 200`` step is finite (its cost next to LOORF is measured in ``benchmarks.carms_cost``).
 
 Statistical checks compare the mean of ``BATCHES`` loss evaluations (each over ``REPLICATES``
 independent copies of the problem in a ``_replicates`` plate) with the exact value, within
@@ -495,3 +497,43 @@ def test_pyro_empty_programs_step():
     B = PyroRunner()
     for cls in LOSS_CLASSES:
         assert getattr(B.losses, cls)(num_particles=4).loss_and_grads(_empty, _empty) == 0.0
+
+
+# -- 7. large K with the default settings -----------------------------------------------------------
+
+
+def test_default_categorical_coupling_is_linear_in_k():
+    """The default resolves to the O(nK + n^2) coupling at every K (no K^3 ordering average).
+
+    The cost itself is measured side by side with LOORF in ``benchmarks.carms_cost``.
+    """
+    from ppl_arms.config import DEFAULT_CATEGORICAL_COUPLING, EstimatorConfig
+    from ppl_arms.core import StickBreakingCARMS
+    from ppl_arms.core.estimators import DistKind
+
+    est = EstimatorConfig(num_samples=4).for_site(DistKind.CATEGORICAL, "z", {})
+    assert DEFAULT_CATEGORICAL_COUPLING == "stick_breaking_unsorted"
+    assert isinstance(est, StickBreakingCARMS) and not est.sort
+
+
+@pytest.mark.parametrize("cls", ["TraceARMS_ELBO", "TraceARMS_IWAE"])
+def test_large_k_default_step_is_finite(B, cls):
+    k = 200
+    rng = np.random.default_rng(3)
+    phi0 = rng.normal(size=(3, k))
+
+    def model():
+        with B.plate("data", 3):
+            z = B.sample("z", B.dist.Categorical(logits=B.array(np.zeros(k))))
+            B.sample("x", B.dist.Normal(z * 0.01, 1.0), obs=B.array([0.5, 1.0, 1.5]))
+
+    def guide():
+        phi = B.param("phi", B.array(phi0))
+        with B.plate("data", 3):
+            B.sample("z", B.dist.Categorical(logits=phi))
+
+    loss = getattr(B.losses, cls)(num_particles=4)
+    value, grads = B.value_and_grad(loss, model, guide, {"phi": phi0})
+    assert math.isfinite(value)
+    assert grads["phi"].shape == (3, k) and np.all(np.isfinite(grads["phi"]))
+    assert np.any(grads["phi"] != 0)
