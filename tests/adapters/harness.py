@@ -132,3 +132,14 @@ class PyroHarness:
         else:
             value = exact_iwae(model, guide, num_particles=num_particles, bound_plates=bound_plates)
         return _flatten(self._grads(value, names), names)
+
+
+_SHARED = {}
+
+
+def shared_harness(name):
+    """One harness per backend and process, so exact gradients are enumerated once per problem
+    for the oracle suite and the cross-backend checks together."""
+    if name not in _SHARED:
+        _SHARED[name] = {"numpyro": NumPyroHarness, "pyro": PyroHarness}[name]()
+    return _SHARED[name]

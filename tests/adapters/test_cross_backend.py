@@ -5,13 +5,13 @@ oracle in ``test_unbiased.py``, so both match the common exact gradient."""
 import numpy as np
 import pytest
 
-from tests.adapters.harness import NumPyroHarness, PyroHarness
+from tests.adapters.harness import shared_harness
 from tests.adapters.specs import SPECS
 
 
 @pytest.fixture(scope="module")
 def harnesses():
-    return NumPyroHarness(), PyroHarness()
+    return shared_harness("numpyro"), shared_harness("pyro")
 
 
 @pytest.mark.parametrize("spec", list(SPECS.values()), ids=list(SPECS))

@@ -17,19 +17,13 @@ in CI (``pytest -m slow``).
 import pytest
 
 from ppl_arms.testing import assert_unbiased
-from tests.adapters.harness import Z_MAX, NumPyroHarness, PyroHarness
+from tests.adapters.harness import Z_MAX, shared_harness
 from tests.adapters.specs import SPECS
-
-_HARNESSES = {}
 
 
 @pytest.fixture(params=["numpyro", "pyro"])
 def harness(request):
-    if request.param not in _HARNESSES:
-        _HARNESSES[request.param] = {"numpyro": NumPyroHarness, "pyro": PyroHarness}[
-            request.param
-        ]()
-    return _HARNESSES[request.param]
+    return shared_harness(request.param)
 
 
 def _matrix(variants, specs, applies=lambda variant, spec: True, ids=str, every_spec=False):
