@@ -537,3 +537,17 @@ def test_large_k_default_step_is_finite(B, cls):
     assert math.isfinite(value)
     assert grads["phi"].shape == (3, k) and np.all(np.isfinite(grads["phi"]))
     assert np.any(grads["phi"] != 0)
+
+
+def test_every_loss_defaults_to_the_config_default_coupling():
+    """The constructors spell the default out (readable signatures); it must be the config's."""
+    import inspect
+
+    import ppl_arms.numpyro as numpyro_losses
+    import ppl_arms.pyro as pyro_losses
+    from ppl_arms.config import DEFAULT_CATEGORICAL_COUPLING
+
+    for module in (numpyro_losses, pyro_losses):
+        for cls in LOSS_CLASSES:
+            default = inspect.signature(getattr(module, cls)).parameters["categorical_coupling"]
+            assert default.default == DEFAULT_CATEGORICAL_COUPLING, (module.__name__, cls)
