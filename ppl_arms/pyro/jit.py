@@ -92,7 +92,14 @@ class _JitMixin:
     ignore_jit_warnings: bool
     jit_options: dict[str, Any]
 
-    def _init_jit(self, ignore_jit_warnings: bool, jit_options: dict[str, Any] | None) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        ignore_jit_warnings: bool = False,
+        jit_options: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)  # the eager loss's arguments
         self.ignore_jit_warnings = ignore_jit_warnings
         self.jit_options = {"check_trace": False, **(jit_options or {})}
         self._compiled: dict[Hashable, _Compiled] = {}
@@ -217,16 +224,6 @@ class JitTraceARMS_ELBO(_JitMixin, TraceARMS_ELBO):
         **kwargs: Those of :class:`~ppl_arms.pyro.TraceARMS_ELBO`.
     """
 
-    def __init__(
-        self,
-        *args: Any,
-        ignore_jit_warnings: bool = False,
-        jit_options: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(*args, **kwargs)
-        self._init_jit(ignore_jit_warnings, jit_options)
-
 
 class JitTraceGraphARMS_ELBO(_JitMixin, TraceGraphARMS_ELBO):
     """:class:`~ppl_arms.pyro.TraceGraphARMS_ELBO` compiled with :func:`torch.jit.trace`.
@@ -235,29 +232,9 @@ class JitTraceGraphARMS_ELBO(_JitMixin, TraceGraphARMS_ELBO):
     calls (static structure). Args and conventions as :class:`JitTraceARMS_ELBO`.
     """
 
-    def __init__(
-        self,
-        *args: Any,
-        ignore_jit_warnings: bool = False,
-        jit_options: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(*args, **kwargs)
-        self._init_jit(ignore_jit_warnings, jit_options)
-
 
 class JitTraceARMS_IWAE(_JitMixin, TraceARMS_IWAE):
     """:class:`~ppl_arms.pyro.TraceARMS_IWAE` compiled with :func:`torch.jit.trace`.
 
     Args and conventions as :class:`JitTraceARMS_ELBO`.
     """
-
-    def __init__(
-        self,
-        *args: Any,
-        ignore_jit_warnings: bool = False,
-        jit_options: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(*args, **kwargs)
-        self._init_jit(ignore_jit_warnings, jit_options)
