@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["float32"]
+__all__ = ["float32", "jax_x64"]
 
 
 @contextmanager
@@ -21,14 +21,8 @@ def float32(backend: str) -> Iterator[None]:
         backend: ``"numpyro"`` (``jax_enable_x64`` off) or ``"pyro"`` (torch's default dtype).
     """
     if backend == "numpyro":
-        import jax
-
-        previous = bool(jax.config.jax_enable_x64)
-        jax.config.update("jax_enable_x64", False)
-        try:
+        with jax_x64(False):
             yield
-        finally:
-            jax.config.update("jax_enable_x64", previous)
     else:
         import torch
 
@@ -38,3 +32,16 @@ def float32(backend: str) -> Iterator[None]:
             yield
         finally:
             torch.set_default_dtype(previous_dtype)
+
+
+@contextmanager
+def jax_x64(enabled: bool) -> Iterator[None]:
+    """Run the block with JAX's ``jax_enable_x64`` set to ``enabled``, then restore it."""
+    import jax
+
+    previous = bool(jax.config.jax_enable_x64)
+    jax.config.update("jax_enable_x64", enabled)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_enable_x64", previous)

@@ -30,30 +30,16 @@ import platform
 import resource
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from benchmarks._precision import float32
+from benchmarks._precision import float32, jax_x64
 
 __all__ = ["WORKLOADS", "main", "run", "table"]
-
-
-@contextmanager
-def float64() -> Iterator[None]:
-    """JAX in float64 for the reference computations, restoring the caller's setting."""
-    import jax
-
-    previous = bool(jax.config.jax_enable_x64)
-    jax.config.update("jax_enable_x64", True)
-    try:
-        yield
-    finally:
-        jax.config.update("jax_enable_x64", previous)
 
 
 # -- workloads --------------------------------------------------------------------------------
@@ -512,7 +498,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for name, method in jobs:
             wl = workloads[name]
             if name not in ctxs:
-                with float64():
+                with jax_x64(True):  # the reference computations in float64
                     ctxs[name] = wl.build()
                 results["workloads"][name] = {
                     "describe": wl.describe,
