@@ -2,81 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from functools import partial
-from types import TracebackType
+from collections.abc import Callable
 from typing import Any
 
 from numpyro.primitives import Messenger
 
+from ppl_arms._config_estimator import MarkSites, make_config_estimator
 from ppl_arms.config import SiteMarker
 
 __all__ = ["config_estimator"]
 
 
-class _MarkSites(Messenger):
-    def __init__(self, fn: Callable, marker: SiteMarker) -> None:
-        super().__init__(fn)
-        self.marker = marker
-        self._seen: set[str] = set()
-        self._checked = False
-
-    def __enter__(self) -> None:
-        self._seen = set()
-        super().__enter__()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        super().__exit__(exc_type, exc_value, traceback)
-        if exc_type is None and not self._checked:
-            # the first complete run: every name in ``sites`` must have been sampled
-            self.marker.check_seen(self._seen)
-            self._checked = True
-
+class _MarkSites(MarkSites, Messenger):
     def process_message(self, msg: dict[str, Any]) -> None:
-        if msg["type"] != "sample":
-            return
-        self._seen.add(msg["name"])
-        infer = msg.get("infer") or {}
-        extra = self.marker.entries(
-            msg["name"], not msg["is_observed"], bool(msg["fn"].has_rsample), infer
-        )
-        if extra:
-            msg["infer"] = {**infer, **extra}  # a copy: user dicts are never mutated
+        if msg["type"] == "sample":
+            self.mark(msg, bool(msg["fn"].has_rsample))
 
 
-def config_estimator(
-    fn: Callable | None = None,
-    estimator: str = "arms",
-    sites: Iterable[str] | None = None,
-    copula: str | None = None,
-) -> Any:
-    """Set ``infer={"estimator": estimator}`` on the discrete latent sites of a guide.
+def _wrap(fn: Callable, marker: SiteMarker) -> Callable:
+    return _MarkSites(fn, marker=marker)
 
-    The enumeration-free counterpart of :func:`numpyro.contrib.funsor.config_enumerate`. Sites that
-    already carry an ``"estimator"`` keep it; reparameterised sites are left alone (and naming one
-    in ``sites`` is an error, as is naming a site that the first run of ``fn`` never samples: a
-    misspelt name fails at the first trace). Works as a function or a decorator::
 
-        guide = config_estimator(guide, "loorf", sites=["assignment"])
-
-        @config_estimator(estimator="disarm")
-        def guide(data): ...
-
-    Args:
-        fn: The guide (or any model-like callable). ``None`` returns a decorator.
-        estimator: ``"arms"``, ``"loorf"``, ``"disarm"`` or ``"reinforce"``.
-        sites: Names of the sites to mark; ``None`` marks every discrete latent site.
-        copula: Optionally also set ``infer={"copula": ...}`` (``"dirichlet"`` or ``"gaussian"``).
-
-    Returns:
-        The wrapped callable (or a decorator when ``fn`` is ``None``).
-    """
-    marker = SiteMarker(estimator, None if sites is None else frozenset(sites), copula)
-    if fn is None:
-        return partial(config_estimator, estimator=estimator, sites=sites, copula=copula)
-    return _MarkSites(fn, marker)
+config_estimator = make_config_estimator(_wrap, __name__, "numpyro.contrib.funsor.config_enumerate")
