@@ -22,13 +22,19 @@ References:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-__all__ = ["GradientStats", "GradientVarianceTable", "gradient_table"]
+__all__ = [
+    "GradientStats",
+    "GradientVarianceTable",
+    "check_num_estimates",
+    "gradient_table",
+    "parameter_sites",
+]
 
 MODEL_GROUP = "(no guide site)"
 """Row name of :meth:`GradientVarianceTable.by_site` for parameters no guide site depends on."""
@@ -230,6 +236,31 @@ class GradientVarianceTable:
         return "\n".join(
             [title, fmt(header), rule, *(fmt(b) for b in body[:-1]), rule, fmt(body[-1])]
         )
+
+
+def check_num_estimates(num_estimates: int) -> None:
+    """Raise a ``ValueError`` unless ``num_estimates >= 2`` (a variance needs two estimates)."""
+    if num_estimates < 2:
+        raise ValueError(f"num_estimates must be >= 2 for a variance, got {num_estimates}")
+
+
+def parameter_sites(
+    site_params: Mapping[str, Iterable[str]], params: Iterable[str]
+) -> dict[str, tuple[str, ...]]:
+    """Invert "guide site -> parameters it depends on" into the ``sites`` of :func:`gradient_table`.
+
+    Args:
+        site_params: Guide site name to the parameters its log-density or value depends on.
+        params: Every parameter name (those no site depends on get an empty tuple).
+
+    Returns:
+        Parameter name to the sorted names of the guide sites that depend on it.
+    """
+    out: dict[str, list[str]] = {p: [] for p in params}
+    for site, names in site_params.items():
+        for p in names:
+            out[p].append(site)
+    return {p: tuple(sorted(s)) for p, s in out.items()}
 
 
 def gradient_table(

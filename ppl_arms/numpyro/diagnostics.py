@@ -13,7 +13,12 @@ from numpyro.distributions.transforms import biject_to
 from numpyro.handlers import replay, seed, substitute, trace
 from numpyro.ops.provenance import eval_provenance
 
-from ppl_arms.diagnostics import GradientVarianceTable, gradient_table
+from ppl_arms.diagnostics import (
+    GradientVarianceTable,
+    check_num_estimates,
+    gradient_table,
+    parameter_sites,
+)
 
 __all__ = ["gradient_variance"]
 
@@ -80,11 +85,8 @@ def _site_dependencies(
         return {n: (jnp.sum(tr[n]["fn"].log_prob(tr[n]["value"])), tr[n]["value"]) for n in names}
 
     deps = eval_provenance(log_probs, **unconstrained)
-    out: dict[str, list[str]] = {p: [] for p in unconstrained}
-    for site, (lp_deps, value_deps) in deps.items():
-        for p in lp_deps | value_deps:
-            out[p].append(site)
-    return {p: tuple(sorted(s)) for p, s in out.items()}
+    site_params = {site: lp_deps | value_deps for site, (lp_deps, value_deps) in deps.items()}
+    return parameter_sites(site_params, unconstrained)
 
 
 def gradient_variance(
@@ -130,8 +132,7 @@ def gradient_variance(
         print(table)                      # per-parameter |mean|, variance, SNR
         table.total_variance              # one number to compare estimators
     """
-    if num_estimates < 2:
-        raise ValueError(f"num_estimates must be >= 2 for a variance, got {num_estimates}")
+    check_num_estimates(num_estimates)
     rng_key = random.PRNGKey(0) if rng_key is None else rng_key
     setup_key, rng_key = random.split(rng_key)
     params = dict(params)

@@ -9,7 +9,12 @@ import torch
 from pyro import poutine
 from pyro.poutine.util import site_is_subsample
 
-from ppl_arms.diagnostics import GradientVarianceTable, gradient_table
+from ppl_arms.diagnostics import (
+    GradientVarianceTable,
+    check_num_estimates,
+    gradient_table,
+    parameter_sites,
+)
 
 __all__ = ["gradient_variance"]
 
@@ -31,9 +36,9 @@ def _site_dependencies(
     """
     with poutine.trace() as tape:
         guide(*args, **kwargs)
-    out: dict[str, list[str]] = {p: [] for p in params}
     names = list(params)
     leaves = [params[p] for p in names]
+    site_params = {}
     for name, site in tape.trace.nodes.items():
         if (
             site["type"] != "sample"
@@ -45,13 +50,10 @@ def _site_dependencies(
         target = site["fn"].log_prob(site["value"]).sum()
         if torch.is_tensor(site["value"]) and site["value"].requires_grad:
             target = target + site["value"].sum()
-        if not target.requires_grad:
-            continue
-        grads = torch.autograd.grad(target, leaves, allow_unused=True, retain_graph=True)
-        for p, g in zip(names, grads, strict=True):
-            if g is not None:
-                out[p].append(name)
-    return {p: tuple(sorted(s)) for p, s in out.items()}
+        if target.requires_grad:
+            grads = torch.autograd.grad(target, leaves, allow_unused=True, retain_graph=True)
+            site_params[name] = [p for p, g in zip(names, grads, strict=True) if g is not None]
+    return parameter_sites(site_params, names)
 
 
 def gradient_variance(
@@ -91,8 +93,7 @@ def gradient_variance(
         print(table)
         table.total_variance
     """
-    if num_estimates < 2:
-        raise ValueError(f"num_estimates must be >= 2 for a variance, got {num_estimates}")
+    check_num_estimates(num_estimates)
     with poutine.trace(param_only=True) as capture:
         evaluate = getattr(loss, "loss", None)
         if evaluate is not None:
