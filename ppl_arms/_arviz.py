@@ -1,14 +1,17 @@
 """Backend-neutral half of ``to_inference_data``: site structure to ArviZ dims/coords and groups.
 
-The backends draw the samples and describe every model site by a :class:`SiteInfo` (per-draw shape,
-event dims, plates). This module names the dimensions (plate name for a plate's axis, ArviZ's own
-``"{site}_dim_{i}"`` elsewhere), builds the coordinates (``0 .. size - 1`` per plate, unless given)
-and assembles the :class:`arviz.InferenceData`.
+The backends describe every model site by a :class:`SiteInfo` (role, per-draw shape, event dims,
+plates), ask :func:`plan_draws` which sites each draw must return, draw them, and hand the draws to
+:func:`assemble`. This module checks that the guide covers the model's latent sites, names the
+dimensions (plate name for a plate's axis, ArviZ's own ``"{site}_dim_{i}"`` elsewhere), builds the
+coordinates (``0 .. size - 1`` per plate, unless given) and assembles the
+:class:`arviz.InferenceData`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import enum
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,9 +20,14 @@ import numpy as np
 __all__ = [
     "LOSS_DIM",
     "LOSS_GROUP",
+    "DrawPlan",
     "PlateInfo",
     "SiteInfo",
+    "SiteRole",
+    "assemble",
     "build_inference_data",
+    "check_num_samples",
+    "plan_draws",
     "site_dims",
 ]
 
@@ -28,6 +36,17 @@ LOSS_GROUP = "svi"
 
 LOSS_DIM = "svi_step"
 """Dimension of the loss trace (one entry per optimisation step)."""
+
+
+class SiteRole(enum.Enum):
+    """What a model site is, for the groups it goes to."""
+
+    LATENT = "latent"
+    """Sampled by the guide: ``posterior``."""
+    OBSERVED = "observed"
+    """Conditioned on data: ``observed_data`` (and ``posterior_predictive`` when re-drawn)."""
+    DETERMINISTIC = "deterministic"
+    """A deterministic function of the others: ``posterior``."""
 
 
 @dataclass(frozen=True)
@@ -48,12 +67,65 @@ class SiteInfo:
         shape: Shape of one draw.
         event_dim: Number of rightmost event dims (plates index the batch dims to their left).
         plates: The plates the site is in.
+        role: Whether it is latent, observed or deterministic.
     """
 
     name: str
     shape: tuple[int, ...]
     event_dim: int
     plates: tuple[PlateInfo, ...] = field(default=())
+    role: SiteRole = SiteRole.LATENT
+
+
+def check_num_samples(num_samples: int) -> None:
+    """Raise a ``ValueError`` unless ``num_samples >= 1``."""
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+
+
+@dataclass(frozen=True)
+class DrawPlan:
+    """Which sites go to which group, and which sites each draw returns.
+
+    Attributes:
+        posterior: The latent and deterministic sites, in trace order.
+        observed: The observed sites, in trace order.
+        predictive: Whether the observed sites are re-drawn (``posterior_predictive``).
+    """
+
+    posterior: tuple[str, ...]
+    observed: tuple[str, ...]
+    predictive: bool
+
+    @property
+    def returned(self) -> tuple[str, ...]:
+        """The sites each draw returns."""
+        return self.posterior + (self.observed if self.predictive else ())
+
+
+def plan_draws(
+    sites: Mapping[str, SiteInfo], guide_sites: Container[str], posterior_predictive: bool
+) -> DrawPlan:
+    """Split the model's sites into the groups, after checking that the guide samples every latent.
+
+    Args:
+        sites: Every model site, in trace order.
+        guide_sites: The names of the guide's sites.
+        posterior_predictive: Whether the observed sites are to be re-drawn.
+
+    Raises:
+        ValueError: Naming the latent model sites that the guide does not sample (their draws would
+            come from the prior).
+    """
+    missing = [k for k, s in sites.items() if s.role is SiteRole.LATENT and k not in guide_sites]
+    if missing:
+        raise ValueError(
+            f"model sites {missing} are latent but the guide does not sample them; "
+            "their draws would come from the prior. Add them to the guide."
+        )
+    observed = tuple(k for k, s in sites.items() if s.role is SiteRole.OBSERVED)
+    posterior = tuple(k for k in sites if k not in observed)
+    return DrawPlan(posterior, observed, posterior_predictive)
 
 
 def site_dims(site: SiteInfo) -> list[str]:
@@ -137,3 +209,46 @@ def build_inference_data(
         )
         idata.add_groups({LOSS_GROUP: loss})
     return idata
+
+
+def assemble(
+    sites: Mapping[str, SiteInfo],
+    plan: DrawPlan,
+    draws: Mapping[str, Any],
+    observed_data: Mapping[str, Any],
+    guide: Any,
+    library: str,
+    losses: Sequence[float] | np.ndarray | None = None,
+    coords: Mapping[str, Any] | None = None,
+    dims: Mapping[str, Sequence[str]] | None = None,
+) -> Any:
+    """The :class:`arviz.InferenceData` of one adapter's ``to_inference_data``.
+
+    Args:
+        sites: Every model site.
+        plan: The groups, from :func:`plan_draws`.
+        draws: Stacked draws ``[num_draws, *shape]`` of the sites of ``plan.returned``.
+        observed_data: The observed values ``[*shape]`` of ``plan.observed``.
+        guide: The guide (its name is stored as the attribute ``"guide"``).
+        library: The host library (the attribute ``"inference_library"``).
+        losses: As in :func:`build_inference_data`.
+        coords: As in :func:`build_inference_data`.
+        dims: As in :func:`build_inference_data`.
+
+    Returns:
+        The :class:`arviz.InferenceData`.
+    """
+    draws = {k: np.asarray(v) for k, v in draws.items()}
+    return build_inference_data(
+        sites,
+        posterior={k: draws[k] for k in plan.posterior},
+        posterior_predictive={k: draws[k] for k in plan.observed} if plan.predictive else None,
+        observed_data={k: np.asarray(v) for k, v in observed_data.items()},
+        losses=losses,
+        coords=coords,
+        dims=dims,
+        attrs={
+            "inference_library": library,
+            "guide": getattr(guide, "__name__", type(guide).__name__),
+        },
+    )

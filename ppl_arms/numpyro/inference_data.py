@@ -7,12 +7,11 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import random
 from numpyro.handlers import replay, seed, substitute, trace
 from numpyro.primitives import Messenger
 
-from ppl_arms._arviz import PlateInfo, SiteInfo, build_inference_data
+from ppl_arms import _arviz
 
 __all__ = ["to_inference_data"]
 
@@ -36,17 +35,24 @@ class _Unobserve(Messenger):
             msg["is_observed"] = False
 
 
-def _structure(model_trace: dict, plate_sizes: Mapping[str, int]) -> dict[str, SiteInfo]:
+def _role(site: dict[str, Any]) -> _arviz.SiteRole:
+    if site["type"] == "deterministic":
+        return _arviz.SiteRole.DETERMINISTIC
+    return _arviz.SiteRole.OBSERVED if site["is_observed"] else _arviz.SiteRole.LATENT
+
+
+def _structure(model_trace: dict, plate_sizes: Mapping[str, int]) -> dict[str, _arviz.SiteInfo]:
     sites = {}
     for name, site in model_trace.items():
         if site["type"] not in ("sample", "deterministic"):
             continue
         event_dim = site["fn"].event_dim if site["type"] == "sample" else 0
         plates = tuple(
-            PlateInfo(f.name, f.dim, plate_sizes.get(f.name, f.size))
+            _arviz.PlateInfo(f.name, f.dim, plate_sizes.get(f.name, f.size))
             for f in site["cond_indep_stack"]
         )
-        sites[name] = SiteInfo(name, tuple(jnp.shape(site["value"])), event_dim, plates)
+        shape = tuple(jnp.shape(site["value"]))
+        sites[name] = _arviz.SiteInfo(name, shape, event_dim, plates, _role(site))
     return sites
 
 
@@ -94,8 +100,7 @@ def to_inference_data(
     Returns:
         An :class:`arviz.InferenceData`.
     """
-    if num_samples < 1:
-        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+    _arviz.check_num_samples(num_samples)
     rng_key = random.PRNGKey(0) if rng_key is None else rng_key
     model_full, guide_full = _FullPlates(model), _FullPlates(guide)
 
@@ -111,37 +116,13 @@ def to_inference_data(
     model_trace, guide_trace = run(rng_key, False)
     plate_sizes = {k: s["args"][0] for k, s in model_trace.items() if s["type"] == "plate"}
     sites = _structure(model_trace, plate_sizes)
-    observed = [k for k, s in model_trace.items() if s["type"] == "sample" and s["is_observed"]]
-    missing = [
-        k
-        for k, s in model_trace.items()
-        if s["type"] == "sample" and not s["is_observed"] and k not in guide_trace
-    ]
-    if missing:
-        raise ValueError(
-            f"model sites {missing} are latent but the guide does not sample them; "
-            "their draws would come from the prior. Add them to the guide."
-        )
-    keep = [k for k in sites if k not in observed]
-    returned = keep + (observed if posterior_predictive else [])
+    plan = _arviz.plan_draws(sites, guide_trace, posterior_predictive)
 
     def draw(key: jax.Array) -> dict[str, jax.Array]:
         tr, _ = run(key, posterior_predictive)
-        return {k: tr[k]["value"] for k in returned}
+        return {k: tr[k]["value"] for k in plan.returned}
 
     keys = random.split(random.fold_in(rng_key, 1), num_samples)
     draws = jax.jit(jax.vmap(draw))(keys)
-    draws = {k: np.asarray(v) for k, v in draws.items()}
-    return build_inference_data(
-        sites,
-        posterior={k: draws[k] for k in keep},
-        posterior_predictive={k: draws[k] for k in observed} if posterior_predictive else None,
-        observed_data={k: np.asarray(model_trace[k]["value"]) for k in observed},
-        losses=None if losses is None else np.asarray(losses),
-        coords=coords,
-        dims=dims,
-        attrs={
-            "inference_library": "numpyro",
-            "guide": getattr(guide, "__name__", type(guide).__name__),
-        },
-    )
+    observed = {k: model_trace[k]["value"] for k in plan.observed}
+    return _arviz.assemble(sites, plan, draws, observed, guide, "numpyro", losses, coords, dims)

@@ -11,13 +11,17 @@ from pyro import poutine
 from pyro.poutine.trace_struct import Trace
 from pyro.poutine.util import site_is_subsample
 
-from ppl_arms._arviz import PlateInfo, SiteInfo, build_inference_data
+from ppl_arms import _arviz
 
 __all__ = ["to_inference_data"]
 
 
-def _is_deterministic(site: dict[str, Any]) -> bool:
-    return bool(site["is_observed"] and site["infer"].get("_deterministic"))
+def _role(site: dict[str, Any]) -> _arviz.SiteRole:
+    if not site["is_observed"]:
+        return _arviz.SiteRole.LATENT
+    if site["infer"].get("_deterministic"):
+        return _arviz.SiteRole.DETERMINISTIC
+    return _arviz.SiteRole.OBSERVED
 
 
 def _sample_sites(tr: Trace) -> dict[str, dict[str, Any]]:
@@ -28,7 +32,7 @@ def _sample_sites(tr: Trace) -> dict[str, dict[str, Any]]:
     }
 
 
-def _structure(model_trace: Trace) -> dict[str, SiteInfo]:
+def _structure(model_trace: Trace) -> dict[str, _arviz.SiteInfo]:
     sites = {}
     for name, site in _sample_sites(model_trace).items():
         plates = []
@@ -45,9 +49,9 @@ def _structure(model_trace: Trace) -> dict[str, SiteInfo]:
                     "minibatches keeps its prototype's subsample size unless it was built with "
                     "create_plates=... returning the model's plates for those arguments."
                 )
-            plates.append(PlateInfo(frame.name, frame.dim, full))
+            plates.append(_arviz.PlateInfo(frame.name, frame.dim, full))
         shape = tuple(site["value"].shape)
-        sites[name] = SiteInfo(name, shape, site["fn"].event_dim, tuple(plates))
+        sites[name] = _arviz.SiteInfo(name, shape, site["fn"].event_dim, tuple(plates), _role(site))
     return sites
 
 
@@ -93,8 +97,7 @@ def to_inference_data(
     Returns:
         An :class:`arviz.InferenceData`.
     """
-    if num_samples < 1:
-        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+    _arviz.check_num_samples(num_samples)
 
     def run(predictive: bool) -> tuple[Trace, Trace]:
         guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
@@ -106,33 +109,20 @@ def to_inference_data(
     with torch.no_grad():
         model_trace, guide_trace = run(False)
         sites = _structure(model_trace)
-        model_sites = _sample_sites(model_trace)
-        observed = [
-            k for k, s in model_sites.items() if s["is_observed"] and not _is_deterministic(s)
-        ]
-        missing = [k for k, s in model_sites.items() if not s["is_observed"]]
-        missing = [k for k in missing if k not in guide_trace.nodes]
-        if missing:
-            raise ValueError(
-                f"model sites {missing} are latent but the guide does not sample them; "
-                "their draws would come from the prior. Add them to the guide."
-            )
-        keep = [k for k in sites if k not in observed]
-        returned = keep + (observed if posterior_predictive else [])
-        draws: dict[str, list[np.ndarray]] = {k: [] for k in returned}
+        plan = _arviz.plan_draws(sites, guide_trace.nodes, posterior_predictive)
+        draws: dict[str, list[np.ndarray]] = {k: [] for k in plan.returned}
         for _ in range(num_samples):
             tr, _ = run(posterior_predictive)
-            for k in returned:
+            for k in plan.returned:
                 draws[k].append(tr.nodes[k]["value"].detach().cpu().numpy())
-    stacked = {k: np.stack(v) for k, v in draws.items()}
-    guide_name = getattr(guide, "__name__", type(guide).__name__)
-    return build_inference_data(
+    return _arviz.assemble(
         sites,
-        posterior={k: stacked[k] for k in keep},
-        posterior_predictive={k: stacked[k] for k in observed} if posterior_predictive else None,
-        observed_data={k: model_trace.nodes[k]["value"].detach().cpu().numpy() for k in observed},
-        losses=None if losses is None else np.asarray(losses, dtype=float),
-        coords=coords,
-        dims=dims,
-        attrs={"inference_library": "pyro", "guide": guide_name},
+        plan,
+        {k: np.stack(v) for k, v in draws.items()},
+        {k: model_trace.nodes[k]["value"].detach().cpu().numpy() for k in plan.observed},
+        guide,
+        "pyro",
+        losses,
+        coords,
+        dims,
     )
