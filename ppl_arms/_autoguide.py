@@ -1,10 +1,60 @@
-"""Backend-neutral pieces of ``AutoMixedMeanField``: site kinds, choices and error messages."""
+"""Backend-neutral pieces of ``AutoMixedMeanField``: site layouts, choices, messages and docs."""
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["INIT_LOGITS", "SiteKind", "check_init_logits", "unsupported_discrete_message"]
+from ppl_arms.core.estimators import DistKind
+
+__all__ = [
+    "INIT_LOGITS",
+    "MEAN_FIELD_DOC",
+    "SiteKind",
+    "SiteSpec",
+    "check_init_logits",
+    "check_supported",
+    "discrete_site",
+    "not_ready_error",
+    "per_site",
+    "unsupported_discrete_message",
+    "with_mean_field_doc",
+]
+
+MEAN_FIELD_DOC = r"""The factorisation of ``q`` and the point summaries.
+
+    .. math::
+        q(z)=\prod_{\text{Bernoulli }s}\prod_e\mathrm{Bern}(z_{s,e};\sigma(\phi_{s,e}))
+        \prod_{\text{Categorical }s}\prod_e\mathrm{Cat}(z_{s,e};\mathrm{softmax}(\phi_{s,e}))
+        \prod_{\text{other }s}T_{s\#}\mathcal N(\mu_s,\mathrm{diag}\,\sigma_s^2),
+
+    with :math:`T_s=` ``biject_to(support)``.
+
+    *Point summaries.* :meth:`median` gives the mode of each discrete factor (the logit sign for
+    Bernoulli, the arg-max for categorical; a tie goes to 0 and to the first category, as in
+    ``argmax``) and the transformed Normal median of each continuous factor. :meth:`quantiles` gives
+    the generalised inverse CDF :math:`\inf\{k: F(k)\ge u\}` of each discrete factor (categories
+    in index order) and the transformed Normal quantiles of the continuous factors."""
+"""What both adapters' ``AutoMixedMeanField`` docstrings say alike (without this first line), put
+in place of their ``{MEAN_FIELD}`` line by :func:`with_mean_field_doc`."""
+
+_MARKER = "{MEAN_FIELD}"
+
+
+def with_mean_field_doc(cls: type) -> type:
+    """Class decorator: replace the ``{MEAN_FIELD}`` line of the docstring by :data:`MEAN_FIELD_DOC`.
+
+    Raises:
+        ValueError: If the docstring has no such line.
+    """
+    doc = cls.__doc__ or ""
+    if _MARKER not in doc:
+        raise ValueError(f"{cls.__qualname__}'s docstring has no {_MARKER} line")
+    cls.__doc__ = doc.replace(_MARKER, MEAN_FIELD_DOC.split("\n", 2)[2].lstrip())
+    return cls
+
 
 INIT_LOGITS = ("uniform", "prior")
 """Initialisations of the discrete sites' logits: all zeros, or the prototype prior's logits."""
@@ -22,6 +72,107 @@ class SiteKind(enum.StrEnum):
     """Learnable logits, one per element, of a non-reparameterised Bernoulli."""
     CATEGORICAL = "categorical"
     """Learnable logits, a vector per element, of a non-reparameterised (one-hot) categorical."""
+
+
+@dataclass(frozen=True)
+class SiteSpec:
+    """How one latent site is parameterised (fixed by the prototype trace).
+
+    Attributes:
+        kind: Continuous, Bernoulli or categorical.
+        event_dim: Event dims of the site's distribution.
+        param_event_dim: Event dims of its parameters: the unconstrained event dims (continuous),
+            or ``event_dim`` plus one for an integer-valued categorical's logit axis.
+        dtype: Dtype of the site's values.
+        one_hot: Whether the site is a ``OneHotCategorical`` (values carry the category axis).
+    """
+
+    kind: SiteKind
+    event_dim: int
+    param_event_dim: int
+    dtype: Any
+    one_hot: bool = False
+
+
+def discrete_site(
+    dist_kind: DistKind,
+    value_shape: Sequence[int],
+    event_dim: int,
+    dtype: Any,
+    num_categories: int,
+    one_hot: bool = False,
+) -> tuple[SiteSpec, tuple[int, ...]]:
+    """The layout of a Bernoulli or categorical latent site's logits.
+
+    Args:
+        dist_kind: The kind of its innermost distribution (Bernoulli or categorical; check
+            :attr:`~ppl_arms.core.DistKind.OTHER` first, with :func:`unsupported_discrete_message`).
+        value_shape: Shape of the site's value in the prototype trace.
+        event_dim: Event dims of the site's distribution.
+        dtype: Dtype of the site's values.
+        num_categories: ``K`` (categorical sites).
+        one_hot: Whether the values are one-hot (they already carry the category axis).
+
+    Returns:
+        The site's :class:`SiteSpec` and the shape of its logits.
+    """
+    shape = tuple(value_shape)
+    if dist_kind is DistKind.BERNOULLI:
+        return SiteSpec(SiteKind.BERNOULLI, event_dim, event_dim, dtype), shape
+    if one_hot:
+        return SiteSpec(SiteKind.CATEGORICAL, event_dim, event_dim, dtype, True), shape
+    spec = SiteSpec(SiteKind.CATEGORICAL, event_dim, event_dim + 1, dtype)
+    return spec, (*shape, num_categories)
+
+
+def check_supported(
+    name: str, dist_kind: DistKind, dist_name: str, backend: str, discrete_sites: list[str]
+) -> None:
+    """Raise :func:`unsupported_discrete_message`'s ``ValueError`` for a site of kind ``OTHER``.
+
+    Args:
+        name: The site name.
+        dist_kind: The kind of its innermost distribution.
+        dist_name: That distribution's class name.
+        backend: ``"pyro"`` or ``"numpyro"``.
+        discrete_sites: Every discrete latent site of the model.
+    """
+    if dist_kind is DistKind.OTHER:
+        raise ValueError(unsupported_discrete_message(name, dist_name, backend, discrete_sites))
+
+
+def per_site(
+    sites: Mapping[str, SiteSpec],
+    continuous: Callable[[str, SiteSpec], Any],
+    discrete: Callable[[str, SiteSpec], Any],
+) -> dict[str, Any]:
+    """A summary of every factor: ``continuous`` or ``discrete`` of each site, by its kind.
+
+    Args:
+        sites: The guide's sites.
+        continuous: The summary of a continuous factor, from its name and spec.
+        discrete: The summary of a Bernoulli or categorical factor.
+
+    Returns:
+        A dict from site name to its summary, in the order of ``sites``.
+    """
+    return {
+        name: (continuous if spec.kind is SiteKind.CONTINUOUS else discrete)(name, spec)
+        for name, spec in sites.items()
+    }
+
+
+def not_ready_error(first_call: str, asked: str) -> RuntimeError:
+    """The error for a summary asked of an autoguide that has not seen the model yet.
+
+    Args:
+        first_call: What runs the model once, e.g. ``"one svi.step"``.
+        asked: What was asked for, e.g. ``"medians or quantiles"``.
+    """
+    return RuntimeError(
+        f"AutoMixedMeanField has not seen the model yet: run it once (e.g. {first_call}) "
+        f"before asking for {asked}"
+    )
 
 
 def check_init_logits(init_logits: str) -> None:

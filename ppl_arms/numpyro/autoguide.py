@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
 from typing import Any
 
 import jax
@@ -36,29 +35,11 @@ from numpyro.infer.autoguide import AutoGuide
 from numpyro.infer.initialization import init_to_uniform
 from numpyro.infer.util import helpful_support_errors
 
-from ppl_arms._autoguide import (
-    LOGIT_CLIP,
-    SiteKind,
-    check_init_logits,
-    unsupported_discrete_message,
-)
-from ppl_arms.core.estimators import DistKind
+from ppl_arms import _autoguide
+from ppl_arms._autoguide import LOGIT_CLIP, SiteKind, SiteSpec
 from ppl_arms.numpyro._sites import unwrap
 
 __all__ = ["AutoMixedMeanField"]
-
-
-@dataclass(frozen=True)
-class _Site:
-    """How one latent site is parameterised (fixed by the prototype trace)."""
-
-    kind: SiteKind
-    event_dim: int
-    """Event dims of the site's distribution."""
-    param_event_dim: int
-    """Event dims of its parameters: unconstrained event dims, or ``event_dim (+1 categorical)``."""
-    dtype: Any
-    """Dtype of the site's values."""
 
 
 def _is_discrete_latent(site: dict[str, Any]) -> bool:
@@ -69,25 +50,16 @@ def _is_discrete_latent(site: dict[str, Any]) -> bool:
     )
 
 
+@_autoguide.with_mean_field_doc
 class AutoMixedMeanField(AutoGuide):
-    r"""Mean-field guide over every latent site: logits for discrete sites, Normals for the rest.
+    """Mean-field guide over every latent site: logits for discrete sites, Normals for the rest.
 
-    .. math::
-        q(z)=\prod_{\text{Bernoulli }s}\prod_e\mathrm{Bern}(z_{s,e};\sigma(\phi_{s,e}))
-        \prod_{\text{Categorical }s}\prod_e\mathrm{Cat}(z_{s,e};\mathrm{softmax}(\phi_{s,e}))
-        \prod_{\text{other }s}T_{s\#}\mathcal N(\mu_s,\mathrm{diag}\,\sigma_s^2),
+    {MEAN_FIELD}
 
-    with :math:`T_s=` ``biject_to(support)``. Parameters are named ``"{site}_{prefix}_logits"``
-    (discrete) and ``"{site}_{prefix}_loc"``, ``"{site}_{prefix}_scale"`` (continuous, as in
-    :class:`~numpyro.infer.autoguide.AutoNormal`). Train it with
-    :class:`~ppl_arms.numpyro.TraceARMS_ELBO` (or any loss with ``can_infer_discrete``).
-
-    *Point summaries.* :meth:`median` gives the mode of each discrete factor (the logit sign for
-    Bernoulli, the arg-max for categorical; a tie goes to 0 and to the first category, as in
-    ``argmax``) and the transformed Normal median of each continuous factor. :meth:`quantiles` gives
-    the generalised inverse CDF :math:`\inf\{k: F(k)\ge u\}` of each discrete factor (categories in
-    index order) and the transformed Normal quantiles of continuous factors. :meth:`sample_posterior`
-    returns the latent sites at full plate size.
+    Parameters are named ``"{site}_{prefix}_logits"`` (discrete) and ``"{site}_{prefix}_loc"``,
+    ``"{site}_{prefix}_scale"`` (continuous, as in :class:`~numpyro.infer.autoguide.AutoNormal`).
+    Train it with :class:`~ppl_arms.numpyro.TraceARMS_ELBO` (or any loss with
+    ``can_infer_discrete``). :meth:`sample_posterior` returns the latent sites at full plate size.
 
     *Composition.* Combine it with hand-written guides for sites it cannot parameterise (a Poisson
     latent, say) through :class:`~numpyro.infer.autoguide.AutoGuideList`, hiding those sites with
@@ -128,10 +100,10 @@ class AutoMixedMeanField(AutoGuide):
     ) -> None:
         if not init_scale > 0:
             raise ValueError(f"init_scale must be positive, got {init_scale}")
-        check_init_logits(init_logits)
+        _autoguide.check_init_logits(init_logits)
         self._init_scale = init_scale
         self._init_logits = init_logits
-        self._sites: dict[str, _Site] = {}
+        self._sites: dict[str, SiteSpec] = {}
         self._init_values: dict[str, jax.Array] = {}
         super().__init__(model, prefix=prefix, init_loc_fn=init_loc_fn, create_plates=create_plates)
 
@@ -182,38 +154,33 @@ class AutoMixedMeanField(AutoGuide):
 
     def _discrete_site(
         self, name: str, site: dict[str, Any], discrete: list[str]
-    ) -> tuple[_Site, jax.Array]:
+    ) -> tuple[SiteSpec, jax.Array]:
         info = unwrap(site["fn"])
-        if info.kind is DistKind.OTHER:
-            raise ValueError(
-                unsupported_discrete_message(name, type(info.base).__name__, "numpyro", discrete)
-            )
+        dist_name = type(info.base).__name__
+        _autoguide.check_supported(name, info.kind, dist_name, "numpyro", discrete)
         value = jnp.asarray(site["value"])
-        shape = jnp.shape(value)
-        event_dim = site["fn"].event_dim
-        if info.kind is DistKind.BERNOULLI:
-            kind, param_shape, param_event_dim = SiteKind.BERNOULLI, shape, event_dim
-        else:
-            k = info.num_categories
-            kind, param_shape, param_event_dim = SiteKind.CATEGORICAL, (*shape, k), event_dim + 1
+        spec, shape = _autoguide.discrete_site(
+            info.kind, jnp.shape(value), site["fn"].event_dim, value.dtype, info.num_categories
+        )
         dtype = jnp.result_type(float)
         if self._init_logits == "prior":
             logits = jnp.asarray(info.base.logits, dtype)
-            if kind is SiteKind.CATEGORICAL:
+            if spec.kind is SiteKind.CATEGORICAL:
                 logits = logits - jnp.max(logits, axis=-1, keepdims=True)
-            init = jnp.broadcast_to(jnp.clip(logits, -LOGIT_CLIP, LOGIT_CLIP), param_shape)
+            init = jnp.broadcast_to(jnp.clip(logits, -LOGIT_CLIP, LOGIT_CLIP), shape)
         else:
-            init = jnp.zeros(param_shape, dtype)
-        return _Site(kind, event_dim, param_event_dim, value.dtype), init
+            init = jnp.zeros(shape, dtype)
+        return spec, init
 
-    def _continuous_site(self, name: str, site: dict[str, Any]) -> tuple[_Site, jax.Array]:
+    def _continuous_site(self, name: str, site: dict[str, Any]) -> tuple[SiteSpec, jax.Array]:
         with helpful_support_errors(site):
             transform = biject_to(site["fn"].support)
         value = site["value"]
         init = transform.inv(value)
         event_dim = site["fn"].event_dim
         param_event_dim = event_dim + jnp.ndim(init) - jnp.ndim(value)
-        return _Site(SiteKind.CONTINUOUS, event_dim, param_event_dim, jnp.result_type(value)), init
+        spec = SiteSpec(SiteKind.CONTINUOUS, event_dim, param_event_dim, jnp.result_type(value))
+        return spec, init
 
     # -- the guide ---------------------------------------------------------------------------------
 
@@ -250,7 +217,7 @@ class AutoMixedMeanField(AutoGuide):
         return result
 
     def _sample_continuous(
-        self, name: str, site: dict[str, Any], spec: _Site, init: jax.Array
+        self, name: str, site: dict[str, Any], spec: SiteSpec, init: jax.Array
     ) -> jax.Array:
         loc = numpyro.param(self._param_name(name, "loc"), init, event_dim=spec.param_event_dim)
         scale = numpyro.param(
@@ -281,10 +248,7 @@ class AutoMixedMeanField(AutoGuide):
 
     def _check_ready(self) -> None:
         if self.prototype_trace is None:
-            raise RuntimeError(
-                "AutoMixedMeanField has not seen the model yet: run it once (e.g. svi.init) "
-                "before asking for posterior samples, medians or quantiles"
-            )
+            raise _autoguide.not_ready_error("svi.init", "posterior samples, medians or quantiles")
 
     def sample_posterior(
         self,
@@ -320,15 +284,16 @@ class AutoMixedMeanField(AutoGuide):
     def median(self, params: dict[str, jax.Array]) -> dict[str, jax.Array]:
         """Mode of each discrete factor and transformed Normal median of each continuous one."""
         self._check_ready()
-        out = {}
-        for name, spec in self._sites.items():
-            if spec.kind is SiteKind.CONTINUOUS:
-                out[name] = self._transform(name)(params[self._param_name(name, "loc")])
-                continue
+
+        def continuous(name: str, spec: SiteSpec) -> jax.Array:
+            return self._transform(name)(params[self._param_name(name, "loc")])
+
+        def discrete(name: str, spec: SiteSpec) -> jax.Array:
             logits = params[self._param_name(name, "logits")]
             mode = logits > 0 if spec.kind is SiteKind.BERNOULLI else jnp.argmax(logits, axis=-1)
-            out[name] = mode.astype(spec.dtype)
-        return out
+            return mode.astype(spec.dtype)
+
+        return _autoguide.per_site(self._sites, continuous, discrete)
 
     def quantiles(
         self, params: dict[str, jax.Array], quantiles: Sequence[float] | jax.Array
@@ -336,22 +301,21 @@ class AutoMixedMeanField(AutoGuide):
         """Quantiles of each factor, shape ``[len(quantiles), *site shape]`` (see the class doc)."""
         self._check_ready()
         q = jnp.asarray(quantiles, dtype=jnp.result_type(float))
-        out = {}
-        for name, spec in self._sites.items():
-            fn = self._factor(name, params)
-            if spec.kind is SiteKind.CONTINUOUS:
-                loc = params[self._param_name(name, "loc")]
-                u = jnp.reshape(q, (-1,) + (1,) * jnp.ndim(loc))
-                out[name] = self._transform(name)(fn.icdf(u))
-                continue
-            probs = fn.probs
+
+        def continuous(name: str, spec: SiteSpec) -> jax.Array:
+            loc = params[self._param_name(name, "loc")]
+            u = jnp.reshape(q, (-1,) + (1,) * jnp.ndim(loc))
+            return self._transform(name)(self._factor(name, params).icdf(u))
+
+        def discrete(name: str, spec: SiteSpec) -> jax.Array:
+            probs = self._factor(name, params).probs
+            u = jnp.reshape(q, (-1,) + (1,) * jnp.ndim(probs))
             if spec.kind is SiteKind.BERNOULLI:
-                u = jnp.reshape(q, (-1,) + (1,) * jnp.ndim(probs))
                 value = u > 1 - probs
             else:
-                u = jnp.reshape(q, (-1,) + (1,) * jnp.ndim(probs))
                 cdf = jnp.cumsum(probs, axis=-1)
                 k = jnp.shape(probs)[-1]
                 value = jnp.minimum(jnp.sum(cdf < u, axis=-1), k - 1)
-            out[name] = value.astype(spec.dtype)
-        return out
+            return value.astype(spec.dtype)
+
+        return _autoguide.per_site(self._sites, continuous, discrete)

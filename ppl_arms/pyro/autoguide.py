@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
+from functools import partial
 from operator import attrgetter
 from typing import Any
 
@@ -36,55 +36,27 @@ from pyro.nn import PyroModule, PyroParam
 from pyro.ops.tensor_utils import periodic_repeat
 from torch.distributions import biject_to
 
-from ppl_arms._autoguide import (
-    LOGIT_CLIP,
-    SiteKind,
-    check_init_logits,
-    unsupported_discrete_message,
-)
-from ppl_arms.core.estimators import DistKind
+from ppl_arms import _autoguide
+from ppl_arms._autoguide import LOGIT_CLIP, SiteKind, SiteSpec
 from ppl_arms.pyro._sites import unwrap
 
 __all__ = ["AutoMixedMeanField"]
-
-
-@dataclass(frozen=True)
-class _Site:
-    """How one latent site is parameterised (fixed by the prototype trace)."""
-
-    kind: SiteKind
-    event_dim: int
-    """Event dims of the site's distribution."""
-    param_event_dim: int
-    """Event dims of its parameters."""
-    one_hot: bool
-    """Whether the site is a ``OneHotCategorical`` (values carry the category axis)."""
-    dtype: torch.dtype
-    """Dtype of the site's values."""
 
 
 def _is_discrete(site: dict[str, Any]) -> bool:
     return bool(site["fn"].support.is_discrete)
 
 
+@_autoguide.with_mean_field_doc
 class AutoMixedMeanField(AutoGuide):
-    r"""Mean-field guide over every latent site: logits for discrete sites, Normals for the rest.
+    """Mean-field guide over every latent site: logits for discrete sites, Normals for the rest.
 
-    .. math::
-        q(z)=\prod_{\text{Bernoulli }s}\prod_e\mathrm{Bern}(z_{s,e};\sigma(\phi_{s,e}))
-        \prod_{\text{Categorical }s}\prod_e\mathrm{Cat}(z_{s,e};\mathrm{softmax}(\phi_{s,e}))
-        \prod_{\text{other }s}T_{s\#}\mathcal N(\mu_s,\mathrm{diag}\,\sigma_s^2),
+    {MEAN_FIELD}
 
-    with :math:`T_s=` ``biject_to(support)``. Parameters live in the submodules ``locs`` and
-    ``scales`` (continuous sites, as in :class:`~pyro.infer.autoguide.AutoNormal`) and ``logits``
-    (discrete sites), e.g. ``"AutoMixedMeanField.logits.z"`` in the param store. Train it with
+    Parameters live in the submodules ``locs`` and ``scales`` (continuous sites, as in
+    :class:`~pyro.infer.autoguide.AutoNormal`) and ``logits`` (discrete sites), e.g.
+    ``"AutoMixedMeanField.logits.z"`` in the param store. Train it with
     :class:`~ppl_arms.pyro.TraceARMS_ELBO`.
-
-    *Point summaries.* :meth:`median` gives the mode of each discrete factor (the logit sign for
-    Bernoulli, the arg-max for categorical; a tie goes to 0 and to the first category) and the
-    transformed Normal median of each continuous factor. :meth:`quantiles` gives the generalised
-    inverse CDF :math:`\inf\{k: F(k)\ge u\}` of each discrete factor (categories in index order)
-    and the transformed Normal quantiles of the continuous factors.
 
     *Composition.* Combine it with hand-written guides for sites it cannot parameterise (a Poisson
     latent, say) through :class:`~pyro.infer.autoguide.AutoGuideList`::
@@ -120,12 +92,12 @@ class AutoMixedMeanField(AutoGuide):
     ) -> None:
         if not isinstance(init_scale, float) or not init_scale > 0:
             raise ValueError(f"init_scale must be a positive float, got {init_scale!r}")
-        check_init_logits(init_logits)
+        _autoguide.check_init_logits(init_logits)
         self.init_loc_fn = init_loc_fn
         self._init_scale = init_scale
         self._init_logits = init_logits
         super().__init__(InitMessenger(self._init_strategy)(model), create_plates=create_plates)
-        self._sites: dict[str, _Site] = {}
+        self._sites: dict[str, SiteSpec] = {}
 
     def _init_strategy(self, site: dict[str, Any]) -> torch.Tensor:
         if _is_discrete(site):
@@ -170,43 +142,41 @@ class AutoMixedMeanField(AutoGuide):
 
     def _discrete_site(
         self, name: str, site: dict[str, Any], discrete: list[str]
-    ) -> tuple[_Site, torch.Tensor]:
+    ) -> tuple[SiteSpec, torch.Tensor]:
         info = unwrap(site["fn"])
-        if info.kind is DistKind.OTHER:
-            raise ValueError(
-                unsupported_discrete_message(name, type(info.base).__name__, "pyro", discrete)
-            )
+        dist_name = type(info.base).__name__
+        _autoguide.check_supported(name, info.kind, dist_name, "pyro", discrete)
         value = site["value"].detach()
-        event_dim = site["fn"].event_dim
+        spec, shape = _autoguide.discrete_site(
+            info.kind,
+            value.shape,
+            site["fn"].event_dim,
+            value.dtype,
+            info.num_categories,
+            info.one_hot,
+        )
         logits = info.base.logits.detach()
-        if info.kind is DistKind.BERNOULLI:
-            kind, shape, param_event_dim = SiteKind.BERNOULLI, value.shape, event_dim
-        elif info.one_hot:
-            kind, shape, param_event_dim = SiteKind.CATEGORICAL, value.shape, event_dim
-        else:
-            k = info.num_categories
-            kind, shape, param_event_dim = SiteKind.CATEGORICAL, (*value.shape, k), event_dim + 1
         if self._init_logits == "prior":
-            if kind is SiteKind.CATEGORICAL:
+            if spec.kind is SiteKind.CATEGORICAL:
                 logits = logits - logits.max(-1, keepdim=True).values
             init = logits.clamp(-LOGIT_CLIP, LOGIT_CLIP).expand(shape).clone()
         else:
             init = torch.zeros(shape, dtype=logits.dtype, device=logits.device)
-        return _Site(kind, event_dim, param_event_dim, info.one_hot, value.dtype), init
+        return spec, init
 
-    def _continuous_site(self, site: dict[str, Any]) -> tuple[_Site, torch.Tensor]:
+    def _continuous_site(self, site: dict[str, Any]) -> tuple[SiteSpec, torch.Tensor]:
         with helpful_support_errors(site):
             init = biject_to(site["fn"].support).inv(site["value"].detach()).detach()
         event_dim = site["fn"].event_dim
         param_event_dim = event_dim + init.dim() - site["value"].dim()
-        return _Site(SiteKind.CONTINUOUS, event_dim, param_event_dim, False, init.dtype), init
+        return SiteSpec(SiteKind.CONTINUOUS, event_dim, param_event_dim, init.dtype), init
 
     # -- the guide ---------------------------------------------------------------------------------
 
     def _transform(self, name: str) -> Any:
         return biject_to(self.prototype_trace.nodes[name]["fn"].support)
 
-    def _discrete_fn(self, spec: _Site, logits: torch.Tensor) -> Any:
+    def _discrete_fn(self, spec: SiteSpec, logits: torch.Tensor) -> Any:
         if spec.kind is SiteKind.BERNOULLI:
             return dist.Bernoulli(logits=logits)
         if spec.one_hot:
@@ -262,12 +232,9 @@ class AutoMixedMeanField(AutoGuide):
 
     def _check_ready(self) -> None:
         if self.prototype_trace is None:
-            raise RuntimeError(
-                "AutoMixedMeanField has not seen the model yet: run it once (e.g. one svi.step) "
-                "before asking for medians or quantiles"
-            )
+            raise _autoguide.not_ready_error("one svi.step", "medians or quantiles")
 
-    def _discrete_value(self, spec: _Site, index: torch.Tensor, k: int) -> torch.Tensor:
+    def _discrete_value(self, spec: SiteSpec, index: torch.Tensor, k: int) -> torch.Tensor:
         if spec.one_hot:
             return torch.nn.functional.one_hot(index.long(), k).to(spec.dtype)
         return index.to(spec.dtype)
@@ -280,19 +247,18 @@ class AutoMixedMeanField(AutoGuide):
             A dict from latent site name to its value.
         """
         self._check_ready()
-        out = {}
-        for name, spec in self._sites.items():
-            if spec.kind is SiteKind.CONTINUOUS:
-                loc = attrgetter(name)(self.locs)
-                value = self._transform(name)(loc)
-                out[name] = value.clone() if value is loc else value
-                continue
-            logits = attrgetter(name)(self.logits)
-            if spec.kind is SiteKind.BERNOULLI:
-                out[name] = (logits > 0).to(spec.dtype)
-            else:
-                out[name] = self._discrete_value(spec, logits.argmax(-1), logits.shape[-1])
-        return out
+        return _autoguide.per_site(self._sites, self._continuous_median, self._discrete_median)
+
+    def _continuous_median(self, name: str, spec: SiteSpec) -> torch.Tensor:
+        loc = attrgetter(name)(self.locs)
+        value = self._transform(name)(loc)
+        return value.clone() if value is loc else value
+
+    def _discrete_median(self, name: str, spec: SiteSpec) -> torch.Tensor:
+        logits = attrgetter(name)(self.logits)
+        if spec.kind is SiteKind.BERNOULLI:
+            return (logits > 0).to(spec.dtype)
+        return self._discrete_value(spec, logits.argmax(-1), logits.shape[-1])
 
     @torch.no_grad()
     def quantiles(
@@ -309,23 +275,26 @@ class AutoMixedMeanField(AutoGuide):
             A dict from latent site name to its quantiles.
         """
         self._check_ready()
-        out = {}
-        for name, spec in self._sites.items():
-            if spec.kind is SiteKind.CONTINUOUS:
-                loc = attrgetter(name)(self.locs)
-                scale = attrgetter(name)(self.scales)
-                q = torch.as_tensor(quantiles, dtype=loc.dtype, device=loc.device)
-                q = q.reshape((-1,) + (1,) * loc.dim())
-                out[name] = self._transform(name)(dist.Normal(loc, scale).icdf(q))
-                continue
-            logits = attrgetter(name)(self.logits)
-            q = torch.as_tensor(quantiles, dtype=logits.dtype, device=logits.device)
-            q = q.reshape((-1,) + (1,) * logits.dim())
-            if spec.kind is SiteKind.BERNOULLI:
-                out[name] = (q > 1 - torch.sigmoid(logits)).to(spec.dtype)
-                continue
-            k = logits.shape[-1]
-            cdf = logits.softmax(-1).cumsum(-1)
-            index = (cdf < q).sum(-1).clamp(max=k - 1)
-            out[name] = self._discrete_value(spec, index, k)
-        return out
+        return _autoguide.per_site(
+            self._sites,
+            partial(self._continuous_quantiles, quantiles),
+            partial(self._discrete_quantiles, quantiles),
+        )
+
+    def _continuous_quantiles(self, quantiles: Any, name: str, spec: SiteSpec) -> torch.Tensor:
+        loc = attrgetter(name)(self.locs)
+        scale = attrgetter(name)(self.scales)
+        q = torch.as_tensor(quantiles, dtype=loc.dtype, device=loc.device)
+        q = q.reshape((-1,) + (1,) * loc.dim())
+        return self._transform(name)(dist.Normal(loc, scale).icdf(q))
+
+    def _discrete_quantiles(self, quantiles: Any, name: str, spec: SiteSpec) -> torch.Tensor:
+        logits = attrgetter(name)(self.logits)
+        q = torch.as_tensor(quantiles, dtype=logits.dtype, device=logits.device)
+        q = q.reshape((-1,) + (1,) * logits.dim())
+        if spec.kind is SiteKind.BERNOULLI:
+            return (q > 1 - torch.sigmoid(logits)).to(spec.dtype)
+        k = logits.shape[-1]
+        cdf = logits.softmax(-1).cumsum(-1)
+        index = (cdf < q).sum(-1).clamp(max=k - 1)
+        return self._discrete_value(spec, index, k)
