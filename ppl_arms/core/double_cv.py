@@ -68,15 +68,16 @@ __all__ = ["categorical_double_cv_directions", "double_cv_directions"]
 
 def _double_cv(
     f: Array,
+    df_dz: Array,
     score: Array,
-    g: Array,
     cov_times: Callable[[Array], Array],
     alpha: Array | float,
 ) -> Array:
-    """The shared formula; ``f``, ``score`` and ``g`` have the same number of axes."""
+    """The shared formula; ``f``, ``df_dz`` and ``score`` have the same number of axes."""
     n = num_samples(f)
     ops = get_ops(f, score)
     axes = element_axes(ops.shape(f), ops.shape(score))
+    f, g = finite_inputs(f, df_dz)
     g_loo = leave_one_out_mean(g)
     h = element_sum(g_loo * score, axes)
     f_tilde = f - alpha * h
@@ -112,11 +113,10 @@ def double_cv_directions(
         Directions ``[n, *coords]``; gradient-free except through ``alpha``.
     """
     ops = get_ops(f, z, logits)
-    f, g = finite_inputs(f, df_dz)
     p = ops.sigmoid(ops.stop_gradient(logits))
     score = ops.astype(z, p) - p
     variance = p * (1 - p)
-    return _double_cv(f, score, g, lambda v: variance * v, alpha)
+    return _double_cv(f, df_dz, score, lambda v: variance * v, alpha)
 
 
 def categorical_double_cv_directions(
@@ -143,7 +143,6 @@ def categorical_double_cv_directions(
         Directions ``[n, *coords, K]``, as :func:`~ppl_arms.core.categorical.categorical_directions`.
     """
     ops = get_ops(f, logits)
-    f, g = finite_inputs(f, df_dz)
     lg = ops.stop_gradient(logits)
     k = ops.shape(lg)[-1]
     p = ops.exp(ops.log_softmax(lg, axis=-1))
@@ -152,4 +151,4 @@ def categorical_double_cv_directions(
     def cov_times(v: Array) -> Array:
         return p * (v - ops.sum(p * v, axis=-1, keepdims=True))
 
-    return _double_cv(ops.expand_dims(f, -1), score, g, cov_times, alpha)
+    return _double_cv(ops.expand_dims(f, -1), df_dz, score, cov_times, alpha)

@@ -196,10 +196,10 @@ def rodeo_directions(
     ops = get_ops(f, z, logits)
     if params is None:
         params = rodeo_params(ops.stop_gradient(logits))
-    f, g = finite_inputs(f, df_dz)
     p = ops.sigmoid(ops.stop_gradient(logits))
     z = ops.astype(z, p)
     axes = element_axes(ops.shape(f), ops.shape(z))
+    f, g = finite_inputs(f, df_dz)
     score = z - p
     flip_prob = z * (1 - p) + (1 - z) * p  # q_e(1 - z_e): probability of the flipped value
     flip = 1 - 2 * z  # y_e - z_e at the neighbour that flips e

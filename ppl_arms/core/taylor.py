@@ -102,6 +102,12 @@ def finite_inputs(f: Array, df_dz: Array) -> tuple[Array, Array]:
     ops = get_ops(f, df_dz)
     f = ops.stop_gradient(f)
     g = ops.stop_gradient(df_dz)
+    f_shape, g_shape = ops.shape(f), ops.shape(g)
+    if len(g_shape) < len(f_shape) or g_shape[0] != f_shape[0]:
+        raise ValueError(
+            f"df_dz has shape {g_shape}; it needs the samples' shape [n, *coords(, K)] with the "
+            f"same n as f {f_shape}"
+        )
     bad = ops.max(ops.astype(~ops.isfinite(f), f), axis=0, keepdims=True) > 0
     f = ops.where(bad, 0.0, f)
     bad_g = ops.reshape(bad, ops.shape(bad) + (1,) * (len(ops.shape(g)) - len(ops.shape(bad))))
