@@ -95,34 +95,41 @@ class SiteSpec:
 
 
 def discrete_site(
-    dist_kind: DistKind,
+    name: str,
+    info: Any,
     value_shape: Sequence[int],
     event_dim: int,
     dtype: Any,
-    num_categories: int,
-    one_hot: bool = False,
+    backend: str,
+    discrete_sites: list[str],
 ) -> tuple[SiteSpec, tuple[int, ...]]:
-    """The layout of a Bernoulli or categorical latent site's logits.
+    """The layout of a discrete latent site's logits; an error for a site the guide cannot fit.
 
     Args:
-        dist_kind: The kind of its innermost distribution (Bernoulli or categorical; check
-            :attr:`~ppl_arms.core.DistKind.OTHER` first, with :func:`unsupported_discrete_message`).
+        name: The site name.
+        info: The site's unwrapped distribution (an adapter's ``_sites.unwrap``): its ``kind``,
+            ``base`` and ``num_categories``, and ``one_hot`` where the host has one-hot sites.
         value_shape: Shape of the site's value in the prototype trace.
         event_dim: Event dims of the site's distribution.
         dtype: Dtype of the site's values.
-        num_categories: ``K`` (categorical sites).
-        one_hot: Whether the values are one-hot (they already carry the category axis).
+        backend: ``"pyro"`` or ``"numpyro"`` (for the error).
+        discrete_sites: Every discrete latent site of the model (for the error).
 
     Returns:
         The site's :class:`SiteSpec` and the shape of its logits.
+
+    Raises:
+        ValueError: For a discrete site that is neither Bernoulli nor categorical (see
+            :func:`check_supported`).
     """
+    check_supported(name, info.kind, type(info.base).__name__, backend, discrete_sites)
     shape = tuple(value_shape)
-    if dist_kind is DistKind.BERNOULLI:
+    if info.kind is DistKind.BERNOULLI:
         return SiteSpec(SiteKind.BERNOULLI, event_dim, event_dim, dtype), shape
-    if one_hot:
+    if getattr(info, "one_hot", False):
         return SiteSpec(SiteKind.CATEGORICAL, event_dim, event_dim, dtype, True), shape
     spec = SiteSpec(SiteKind.CATEGORICAL, event_dim, event_dim + 1, dtype)
-    return spec, (*shape, num_categories)
+    return spec, (*shape, info.num_categories)
 
 
 def check_supported(

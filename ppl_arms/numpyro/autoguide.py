@@ -156,11 +156,9 @@ class AutoMixedMeanField(AutoGuide):
         self, name: str, site: dict[str, Any], discrete: list[str]
     ) -> tuple[SiteSpec, jax.Array]:
         info = unwrap(site["fn"])
-        dist_name = type(info.base).__name__
-        _autoguide.check_supported(name, info.kind, dist_name, "numpyro", discrete)
         value = jnp.asarray(site["value"])
         spec, shape = _autoguide.discrete_site(
-            info.kind, jnp.shape(value), site["fn"].event_dim, value.dtype, info.num_categories
+            name, info, jnp.shape(value), site["fn"].event_dim, value.dtype, "numpyro", discrete
         )
         dtype = jnp.result_type(float)
         if self._init_logits == "prior":

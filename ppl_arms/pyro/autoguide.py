@@ -144,16 +144,10 @@ class AutoMixedMeanField(AutoGuide):
         self, name: str, site: dict[str, Any], discrete: list[str]
     ) -> tuple[SiteSpec, torch.Tensor]:
         info = unwrap(site["fn"])
-        dist_name = type(info.base).__name__
-        _autoguide.check_supported(name, info.kind, dist_name, "pyro", discrete)
         value = site["value"].detach()
+        event_dim = site["fn"].event_dim
         spec, shape = _autoguide.discrete_site(
-            info.kind,
-            value.shape,
-            site["fn"].event_dim,
-            value.dtype,
-            info.num_categories,
-            info.one_hot,
+            name, info, value.shape, event_dim, value.dtype, "pyro", discrete
         )
         logits = info.base.logits.detach()
         if self._init_logits == "prior":
