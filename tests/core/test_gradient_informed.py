@@ -373,11 +373,36 @@ def test_variance_surrogate_gradient_agrees(rng):
 # ---------------------------------------------------------------- variance
 
 
-def _variance_ratios(backend, rng, n, d):
-    logits = np.concatenate([LOGITS_D3, rng.normal(size=3)])[:d]
-    smooth = SmoothF(rng, d)
+def _decoder_value(z, w, b, s):
+    """A binary decoder's log-likelihood sum_m log sigmoid(s_m (W z + b)_m), on float z."""
+    ops = get_ops(z)
+    u = ops.sum(ops.expand_dims(z, -2) * w, axis=-1) + b
+    return ops.sum(ops.log(ops.sigmoid(s * u)), axis=-1)
+
+
+@jax.jit
+def _decoder_value_and_grad_jax(z, w, b, s):
+    grad = jax.grad(lambda u: _decoder_value(u, w, b, s).sum())(z)
+    return _decoder_value(z, w, b, s)[..., None], grad
+
+
+def decoder_value_and_grad(backend, z, w, b, s):
+    """f [n, M, 1] and its autodiff df/dz [n, M, D] for the decoder log-likelihood."""
+    if backend.name == "torch":
+        zt = torch.tensor(z, requires_grad=True)
+        val = _decoder_value(zt, *(torch.as_tensor(x) for x in (w, b, s)))
+        (grad,) = torch.autograd.grad(val.sum(), zt)
+        return val.detach()[..., None], grad
+    return _decoder_value_and_grad_jax(backend.asarray(z), *(backend.asarray(x) for x in (w, b, s)))
+
+
+def _variance_ratios(backend, seed, n, d, weight_scale):
+    rng = np.random.default_rng(seed)
+    logits = LOGITS_D3[:d]
+    w = rng.normal(size=(5, d)) * weight_scale
+    b, s = rng.normal(size=5), rng.choice([-1.0, 1.0], size=5)
     z, prob = joint_bernoulli(n, logits)
-    f, df_dz = smooth.value_and_grad(backend, z)
+    f, df_dz = decoder_value_and_grad(backend, z, w, b, s)
     zb, lg = backend.asarray(z), backend.asarray(logits)
     var = {
         name: moments(prob, backend.numpy(estimate(name, f, zb, df_dz, lg)))[1]
@@ -387,74 +412,100 @@ def _variance_ratios(backend, rng, n, d):
 
 
 @pytest.mark.parametrize(("n", "d"), [(2, 3), (4, 3), pytest.param(8, 2, marks=pytest.mark.slow)])
-def test_variance_below_loorf_on_smooth_f(backend, rng, n, d):
-    """Exact variances (joint enumeration) on a smooth f: both estimators below LOORF.
+def test_variance_below_loorf_on_a_smooth_decoder(backend, n, d):
+    """Exact variances (joint enumeration) on a smooth f, a binary decoder's log-likelihood with
+    weights N(0, 0.5^2), six random decoders: both estimators at their default parameters are far
+    below LOORF.
 
-    Measured total-variance ratios to LOORF on this f (seed of the ``rng`` fixture):
-    Double CV 0.66 (n=2), 0.49 (n=4), 0.68 (n=8, D=2); RODEO 0.55, 0.44, 0.63.
+    Measured total-variance ratios to LOORF, seeds 0-5:
+    n=2: Double CV 0.08 0.05 0.06 0.04 0.04 0.01, RODEO 0.12 0.08 0.10 0.07 0.06 0.02;
+    n=4: Double CV 0.09 0.08 0.09 0.06 0.07 0.02, RODEO 0.10 0.09 0.11 0.07 0.07 0.02;
+    n=8 (D=2): Double CV 0.07 0.35 0.34 0.06 0.01 0.09, RODEO 0.07 0.37 0.36 0.07 0.01 0.09.
+    With more curvature (weights N(0, 1) or N(0, 2)) the fixed first-order control variates can
+    exceed LOORF's variance on some decoders (see the docs); their learned scales fix that
+    (``test_variance_surrogate_trains_the_parameters``).
     """
-    ratios = _variance_ratios(backend, rng, n, d)
-    assert ratios["double_cv"] < 0.9, ratios
-    assert ratios["rodeo"] < 0.9, ratios
+    for seed in range(6):
+        ratios = _variance_ratios(backend, seed, n, d, 0.5)
+        assert ratios["double_cv"] < 0.5, (seed, ratios)
+        assert ratios["rodeo"] < 0.5, (seed, ratios)
 
 
 @pytest.mark.parametrize(
     "backend", ["torch", pytest.param("jax", marks=pytest.mark.slow)], indirect=True
 )
 def test_variance_surrogate_trains_the_parameters(backend, rng):
-    """Gradient descent on the exact expected variance surrogate lowers RODEO's variance, and the
-    trained parameters keep the estimate exactly unbiased."""
-    n = 2
-    smooth = SmoothF(rng, 3)
+    """On a strongly curved decoder where the default first-order control variates are worse than
+    LOORF (variance 1.51x and 2.52x LOORF's), gradient descent on the exact expected variance
+    surrogate brings them back: Double CV to 1.00x (its alpha goes to about zero), RODEO with a
+    width-8 residual network to 0.42x, and the trained parameters keep the estimate exactly
+    unbiased."""
+    n, d = 2, 3
+    rng0 = np.random.default_rng(0)
+    w, b, s = rng0.normal(size=(5, d)) * 2.0, rng0.normal(size=5), rng0.choice([-1.0, 1.0], 5)
     z, prob = joint_bernoulli(n, LOGITS_D3)
-    f, df_dz = smooth.value_and_grad(backend, z)
+    f, df_dz = decoder_value_and_grad(backend, z, w, b, s)
     zb, lg = backend.asarray(z), backend.asarray(LOGITS_D3)
     weight = backend.asarray(prob)
-    params = rodeo_params(lg, backend.asarray(rng.normal(size=(2, 8))))
-
-    def expected_surrogate(prm):
-        directions = rodeo_directions(f, zb, df_dz, lg, prm)  # [n, M, D]
-        ops = get_ops(directions)
-        per_state = ops.sum(ops.sum(directions, axis=0) ** 2, axis=-1)
-        # sum over states of prob * ||g||^2: variance_surrogate of each state, weighted
-        return ops.sum(weight * per_state)
-
-    one_state = rodeo_directions(f, zb, df_dz, lg, params)[:, 0]
-    np.testing.assert_allclose(
-        backend.numpy(variance_surrogate(one_state)),
-        np.sum(backend.numpy(one_state).sum(0) ** 2),
-        rtol=1e-13,
+    configs = np.array(list(itertools.product([0.0, 1.0], repeat=d)))
+    table = _decoder_value(*(torch.as_tensor(x) for x in (configs, w, b, s))).numpy()
+    exact = exact_gradient(
+        table.reshape(2, 2, 2), np.stack([1 - expit(LOGITS_D3), expit(LOGITS_D3)], -1)
     )
-    if backend.name == "torch":
-        leaves = [x.clone().requires_grad_(True) for x in params]
+    loorf = moments(prob, backend.numpy(estimate("loorf", f, zb, df_dz, lg)))[1]
 
-        def grad_fn(values):
-            loss = expected_surrogate(RodeoParams(*values))
-            return torch.autograd.grad(loss, values)
-    else:
-        leaves = list(params)
-        grad_fn = jax.jit(jax.grad(lambda v: expected_surrogate(RodeoParams(*v))))
+    estimators = {
+        "double_cv": (lambda v: double_cv_directions(f, zb, df_dz, lg, v[0]), [lg[0] * 0 + 1]),
+        "rodeo": (
+            lambda v: rodeo_directions(f, zb, df_dz, lg, RodeoParams(*v)),
+            list(rodeo_params(lg, backend.asarray(rng.normal(size=(2, 8))))),
+        ),
+    }
+    # Double CV's one scale can at best switch its control variate off here (alpha -> 0, LOORF);
+    # RODEO's two scales and residual network find a genuinely better control variate.
+    bound = {"double_cv": 1.0 + 1e-3, "rodeo": 0.6}
+    for name, (directions_of, leaves) in estimators.items():
 
-    def variance(values):
-        g = estimate("rodeo", f, zb, df_dz, lg, RodeoParams(*values))
-        return moments(prob, backend.numpy(g))
+        def expected_surrogate(values, directions_of=directions_of):
+            # the state-probability weighted sum of variance_surrogate over all joint states
+            directions = directions_of(values)  # [n, M, D]
+            ops = get_ops(directions)
+            return ops.sum(weight * ops.sum(ops.sum(directions, axis=0) ** 2, axis=-1))
 
-    _, before = variance(leaves)
-    step = 0.2
-    for _ in range(100):
-        grads = grad_fn(leaves)
+        def variance(values, directions_of=directions_of):
+            directions = directions_of(values)
+            return moments(prob, backend.numpy(get_ops(directions).sum(directions, axis=0)))
+
+        one_state = directions_of(leaves)[:, 0]
+        np.testing.assert_allclose(
+            backend.numpy(variance_surrogate(one_state)),
+            np.sum(backend.numpy(one_state).sum(0) ** 2),
+            rtol=1e-13,
+        )
         if backend.name == "torch":
-            with torch.no_grad():
-                leaves = [
-                    (x - step * gx).requires_grad_(True)
-                    for x, gx in zip(leaves, grads, strict=True)
-                ]
+            leaves = [x.clone().requires_grad_(True) for x in leaves]
+
+            def grad_fn(values, loss=expected_surrogate):
+                return torch.autograd.grad(loss(values), values)
         else:
-            leaves = [x - step * gx for x, gx in zip(leaves, grads, strict=True)]
-    mean, after = variance(leaves)
-    assert after < 0.9 * before, (before, after)
-    exact = exact_gradient(smooth.table(), np.stack([1 - expit(LOGITS_D3), expit(LOGITS_D3)], -1))
-    np.testing.assert_allclose(mean, exact[:, 1], rtol=1e-10, atol=1e-13)
+            grad_fn = jax.jit(jax.grad(expected_surrogate))
+
+        _, before = variance(leaves)
+        assert before > loorf, (name, before / loorf)
+        step = 1.0
+        for _ in range(100):
+            grads = grad_fn(leaves)
+            if backend.name == "torch":
+                with torch.no_grad():
+                    leaves = [
+                        (x - step * gx).requires_grad_(True)
+                        for x, gx in zip(leaves, grads, strict=True)
+                    ]
+            else:
+                leaves = [x - step * gx for x, gx in zip(leaves, grads, strict=True)]
+        mean, after = variance(leaves)
+        assert after < bound[name] * loorf, (name, before / loorf, after / loorf)
+        np.testing.assert_allclose(mean, exact[:, 1], rtol=1e-10, atol=1e-13)
 
 
 # ---------------------------------------------------------------- Monte Carlo check
@@ -491,16 +542,29 @@ def test_monte_carlo_unbiased(backend, rng, name, n, replicates):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("n", [2, 4, 8])
-def test_monte_carlo_variance_ratios_d3(backend, rng, n):
-    """Variance ratios to LOORF at D=3 for n up to 8 (Monte Carlo: 2^(8*3) states is too many)."""
-    smooth = SmoothF(rng, 3)
-    var = {}
-    for name in ["loorf", *ESTIMATORS]:
-        _, v, _ = monte_carlo_moments(
-            _mc_draw(backend, np.random.default_rng(7), name, smooth, LOGITS_D3, n), 100_000, 50_000
-        )
-        var[name] = v.sum()
-    assert var["double_cv"] < var["loorf"] and var["rodeo"] < var["loorf"], var
+def test_monte_carlo_variance_ratios_d3(backend, n):
+    """Variance ratios to LOORF on the smooth decoder (weights N(0, 0.5^2)) at D=3 for n up to 8
+    (Monte Carlo with 100 000 draws: 2^(8*3) joint states is too many to enumerate). Measured,
+    seeds 0-2, Double CV / RODEO: n=2 0.08 0.05 0.06 / 0.12 0.08 0.10; n=4 0.09 0.08 0.10 /
+    0.10 0.09 0.11; n=8 0.09 0.08 0.09 / 0.09 0.08 0.09."""
+    logits = LOGITS_D3
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        w = rng.normal(size=(5, 3)) * 0.5
+        b, s = rng.normal(size=5), rng.choice([-1.0, 1.0], size=5)
+        var = {}
+        for name in ["loorf", *ESTIMATORS]:
+            draws = np.random.default_rng(100 + seed)
+
+            def one_chunk(m, name=name, draws=draws, decoder=(w, b, s)):
+                z = (draws.random((n, m, 3)) < expit(logits)).astype(float)
+                f, df_dz = decoder_value_and_grad(backend, z, *decoder)
+                g = estimate(name, f, backend.asarray(z), df_dz, backend.asarray(logits))
+                return backend.numpy(g)
+
+            var[name] = monte_carlo_moments(one_chunk, 100_000, 50_000)[1].sum()
+        ratios = {name: var[name] / var["loorf"] for name in ESTIMATORS}
+        assert ratios["double_cv"] < 0.5 and ratios["rodeo"] < 0.5, (seed, ratios)
 
 
 # ---------------------------------------------------------------- edge cases and bad inputs
