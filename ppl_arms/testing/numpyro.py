@@ -7,7 +7,7 @@ functions of ``param_map``, so ``jax.grad`` gives exact gradients. Run the progr
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import jax
@@ -19,34 +19,20 @@ from numpyro.primitives import Messenger
 
 from ppl_arms.core.estimators import DistKind
 from ppl_arms.numpyro._sites import unwrap
-from ppl_arms.testing.programs import (
-    DiscreteSite,
-    configurations,
-    exact_iwae_from_tables,
-    gauss_hermite,
-)
+from ppl_arms.testing._oracle import EnumerationOracle, Setter
+from ppl_arms.testing.programs import DiscreteSite
 
 __all__ = ["exact_elbo", "exact_iwae"]
 
 
 class _Fix(Messenger):
-    def __init__(self, fn: Callable, values: dict[str, Callable[[Any], jax.Array]]) -> None:
+    def __init__(self, fn: Callable, values: dict[str, Setter]) -> None:
         super().__init__(fn)
         self.values = values
 
     def process_message(self, msg: dict[str, Any]) -> None:
         if msg["type"] == "sample" and msg["name"] in self.values and not msg["is_observed"]:
             msg["value"] = self.values[msg["name"]](msg["fn"])
-
-
-def _normal(fn: Any) -> dist.Normal:
-    while isinstance(fn, dist.Independent | dist.ExpandedDistribution):
-        fn = fn.base_dist
-    if not isinstance(fn, dist.Normal):
-        raise ValueError(
-            f"the oracle integrates only scalar Normal guide sites, got {type(fn).__name__}"
-        )
-    return fn
 
 
 def _log_probs(tr: dict) -> None:
@@ -63,62 +49,68 @@ def _programs(model: Callable, guide: Callable, param_map: dict) -> tuple[Callab
     )
 
 
-def _support(fn: Any, name: str) -> tuple[float, ...]:
-    if not fn.has_enumerate_support:
-        raise ValueError(f"the oracle enumerates finite discrete sites; '{name}' is not one")
-    values = jnp.reshape(fn.enumerate_support(expand=False), -1).tolist()
-    return tuple(sorted(set(values)))
+class _NumPyroOracle(EnumerationOracle):
+    def latent_sites(self, guide: Callable, args: tuple, kwargs: dict) -> Iterable[dict[str, Any]]:
+        tr = trace(guide).get_trace(*args, **kwargs)
+        return [s for s in tr.values() if s["type"] == "sample" and not s["is_observed"]]
 
+    def unwrap(self, site: dict[str, Any]) -> Any:
+        return unwrap(site["fn"])
 
-def _value(site: DiscreteSite, index: Any) -> jax.Array:
-    if site.support is not None:
-        return jnp.asarray(site.support)[jnp.asarray(index)]
-    return jnp.asarray(index)
+    def normal(self, fn: Any) -> dist.Normal:
+        while isinstance(fn, dist.Independent | dist.ExpandedDistribution):
+            fn = fn.base_dist
+        if not isinstance(fn, dist.Normal):
+            raise ValueError(
+                f"the oracle integrates only scalar Normal guide sites, got {type(fn).__name__}"
+            )
+        return fn
 
+    def flat_list(self, x: jax.Array) -> list[Any]:
+        return jnp.reshape(x, -1).tolist()
 
-def _discover(guide: Callable, args: tuple, kwargs: dict) -> tuple[list[DiscreteSite], list[str]]:
-    tr = trace(guide).get_trace(*args, **kwargs)
-    discrete, continuous = [], []
-    for name, site in tr.items():
-        if site["type"] != "sample" or site["is_observed"]:
-            continue
-        if site["fn"].has_rsample:
-            _normal(site["fn"])
-            if jnp.size(site["value"]) != 1:
-                raise ValueError(f"the oracle integrates only scalar Normal sites; '{name}' is not")
-            continuous.append(name)
-        else:
+    def fixed_value(self, site: DiscreteSite, index: Any, fn: Any) -> jax.Array:
+        if site.support is not None:
+            return jnp.asarray(site.support)[jnp.asarray(index)]
+        return jnp.asarray(index)
+
+    def run(
+        self, model: Callable, guide: Callable, values: dict[str, Setter], args: tuple, kwargs: dict
+    ) -> tuple[dict, dict]:
+        guide_trace = trace(_Fix(guide, values)).get_trace(*args, **kwargs)
+        model_trace = trace(replay(model, guide_trace)).get_trace(*args, **kwargs)
+        _log_probs(guide_trace)
+        _log_probs(model_trace)
+        return model_trace, guide_trace
+
+    def sample_sites(self, trace: dict) -> Iterable[dict[str, Any]]:
+        return [s for s in trace.values() if s["type"] == "sample"]
+
+    def log_prob_sum(self, trace: dict) -> jax.Array:
+        return sum(jnp.sum(s["log_prob"]) for s in self.sample_sites(trace))
+
+    def log_q(self, guide_trace: dict, sites: list[DiscreteSite]) -> jax.Array:
+        total = 0.0
+        for s in sites:
+            site = guide_trace[s.name]
             info = unwrap(site["fn"])
-            support = None
             if info.kind is DistKind.OTHER:
-                support = _support(site["fn"], name)
-            k = info.num_categories if support is None else len(support)
-            discrete.append(DiscreteSite(name, info.coord_shape, k, False, support))
-    return discrete, continuous
+                total = total + jnp.sum(info.unmasked_log_prob(site["value"]))
+            else:
+                total = total + jnp.sum(info.base.log_prob(site["value"]))
+        return total
+
+    def sum_to_frames(self, trace_terms: list[tuple[Any, jax.Array]], frames: set) -> jax.Array:
+        return jnp.reshape(MultiFrameTensor(*trace_terms).sum_to(list(frames)), -1)
+
+    def exp(self, x: jax.Array) -> jax.Array:
+        return jnp.exp(x)
+
+    def stack(self, xs: list[jax.Array]) -> jax.Array:
+        return jnp.stack(xs)
 
 
-def _run(model: Callable, guide: Callable, values: dict, args: tuple, kwargs: dict) -> tuple:
-    guide_trace = trace(_Fix(guide, values)).get_trace(*args, **kwargs)
-    model_trace = trace(replay(model, guide_trace)).get_trace(*args, **kwargs)
-    _log_probs(guide_trace)
-    _log_probs(model_trace)
-    return model_trace, guide_trace
-
-
-def _log_q(guide_trace: dict, sites: list[DiscreteSite]) -> jax.Array:
-    total = 0.0
-    for s in sites:
-        site = guide_trace[s.name]
-        info = unwrap(site["fn"])
-        if info.kind is DistKind.OTHER:
-            total = total + jnp.sum(info.unmasked_log_prob(site["value"]))
-        else:
-            total = total + jnp.sum(info.base.log_prob(site["value"]))
-    return total
-
-
-def _sum(tr: dict) -> jax.Array:
-    return sum(jnp.sum(s["log_prob"]) for s in tr.values() if s["type"] == "sample")
+_ORACLE = _NumPyroOracle()
 
 
 def exact_elbo(
@@ -139,18 +131,7 @@ def exact_elbo(
         A 0-d array.
     """
     model, guide = _programs(model, guide, param_map)
-    discrete, continuous = _discover(guide, args, kwargs)
-    nodes, weights = gauss_hermite(num_nodes, len(continuous)) if continuous else ([[]], [1.0])
-    total = 0.0
-    for config in configurations(discrete):
-        values = {s.name: (lambda fn, s=s, v=config[s.name]: _value(s, v)) for s in discrete}
-        for node, weight in zip(nodes, weights, strict=True):
-            for name, eps in zip(continuous, node, strict=True):
-                values[name] = lambda fn, eps=eps: _normal(fn).loc + _normal(fn).scale * float(eps)
-            model_trace, guide_trace = _run(model, guide, values, args, kwargs)
-            objective = _sum(model_trace) - _sum(guide_trace)
-            total = total + jnp.exp(_log_q(guide_trace, discrete)) * float(weight) * objective
-    return total
+    return _ORACLE.exact_elbo(model, guide, args, kwargs, num_nodes)
 
 
 def exact_iwae(
@@ -177,22 +158,4 @@ def exact_iwae(
         A 0-d array.
     """
     model, guide = _programs(model, guide, param_map)
-    discrete, continuous = _discover(guide, args, kwargs)
-    if continuous:
-        raise ValueError("exact_iwae supports discrete guides only")
-    log_q, log_w = [], []
-    for config in configurations(discrete):
-        values = {s.name: (lambda fn, s=s, v=config[s.name]: _value(s, v)) for s in discrete}
-        model_trace, guide_trace = _run(model, guide, values, args, kwargs)
-        stacks = [set(s["cond_indep_stack"]) for s in model_trace.values() if s["type"] == "sample"]
-        common = set.intersection(*stacks)
-        if bound_plates is not None:
-            common = {f for f in common if f.name in bound_plates}
-        terms = MultiFrameTensor()
-        for tr, sign in ((model_trace, 1.0), (guide_trace, -1.0)):
-            for site in tr.values():
-                if site["type"] == "sample":
-                    terms.add((site["cond_indep_stack"], sign * site["log_prob"]))
-        log_w.append(jnp.reshape(terms.sum_to(list(common)), -1))
-        log_q.append(_log_q(guide_trace, discrete))
-    return exact_iwae_from_tables(jnp.stack(log_q), jnp.stack(log_w), num_particles)
+    return _ORACLE.exact_iwae(model, guide, args, kwargs, num_particles, bound_plates)

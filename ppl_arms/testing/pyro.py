@@ -8,7 +8,7 @@ Run the programs with full data (no subsampling): the oracle is the full-data ob
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -22,18 +22,14 @@ from torch.distributions import Independent
 
 from ppl_arms.core.estimators import DistKind
 from ppl_arms.pyro._sites import unwrap
-from ppl_arms.testing.programs import (
-    DiscreteSite,
-    configurations,
-    exact_iwae_from_tables,
-    gauss_hermite,
-)
+from ppl_arms.testing._oracle import EnumerationOracle, Setter
+from ppl_arms.testing.programs import DiscreteSite
 
 __all__ = ["exact_elbo", "exact_iwae"]
 
 
 class _Fix(Messenger):
-    def __init__(self, values: dict[str, Callable[[Any], torch.Tensor]]) -> None:
+    def __init__(self, values: dict[str, Setter]) -> None:
         super().__init__()
         self.values = values
 
@@ -42,84 +38,85 @@ class _Fix(Messenger):
             msg["value"] = self.values[msg["name"]](msg["fn"])
 
 
-def _normal(fn: Any) -> Normal:
-    while isinstance(fn, Independent):
-        fn = fn.base_dist
-    if not isinstance(fn, Normal):
-        raise ValueError(
-            f"the oracle integrates only scalar Normal guide sites, got {type(fn).__name__}"
-        )
-    return fn
+class _PyroOracle(EnumerationOracle):
+    def latent_sites(self, guide: Callable, args: tuple, kwargs: dict) -> Iterable[dict[str, Any]]:
+        tr = poutine.trace(guide).get_trace(*args, **kwargs)
+        return [
+            s
+            for s in tr.nodes.values()
+            if s["type"] == "sample"
+            and not s["is_observed"]
+            and not isinstance(s["fn"], _Subsample)
+        ]
 
+    def unwrap(self, site: dict[str, Any]) -> Any:
+        return unwrap(site["fn"], site.get("mask"))
 
-def _support(fn: Any, name: str) -> tuple[float, ...]:
-    if not fn.has_enumerate_support:
-        raise ValueError(f"the oracle enumerates finite discrete sites; '{name}' is not one")
-    values = fn.enumerate_support(expand=False).reshape(-1).tolist()
-    return tuple(sorted(set(values)))
+    def normal(self, fn: Any) -> Normal:
+        while isinstance(fn, Independent):
+            fn = fn.base_dist
+        if not isinstance(fn, Normal):
+            raise ValueError(
+                f"the oracle integrates only scalar Normal guide sites, got {type(fn).__name__}"
+            )
+        return fn
 
+    def flat_list(self, x: torch.Tensor) -> list[Any]:
+        return x.reshape(-1).tolist()
 
-def _discover(guide: Callable, args: tuple, kwargs: dict) -> tuple[list[DiscreteSite], list[str]]:
-    tr = poutine.trace(guide).get_trace(*args, **kwargs)
-    discrete, continuous = [], []
-    for name, site in tr.nodes.items():
-        if site["type"] != "sample" or site["is_observed"] or isinstance(site["fn"], _Subsample):
-            continue
-        if site["fn"].has_rsample:
-            _normal(site["fn"])
-            if site["value"].numel() != 1:
-                raise ValueError(f"the oracle integrates only scalar Normal sites; '{name}' is not")
-            continuous.append(name)
-        else:
-            info = unwrap(site["fn"], site.get("mask"))
-            support = None
+    def fixed_value(self, site: DiscreteSite, index: Any, fn: Any) -> torch.Tensor:
+        z = torch.as_tensor(index)
+        info = unwrap(fn)
+        dtype = torch.get_default_dtype()
+        if info.one_hot:
+            return torch.nn.functional.one_hot(z, site.num_categories).to(dtype)
+        if site.support is not None:
+            return torch.as_tensor(site.support, dtype=dtype)[z]
+        if info.kind is DistKind.BERNOULLI:
+            return z.to(dtype)
+        return z
+
+    def run(
+        self, model: Callable, guide: Callable, values: dict[str, Setter], args: tuple, kwargs: dict
+    ) -> tuple[Any, Any]:
+        guide_trace = poutine.trace(_Fix(values)(guide)).get_trace(*args, **kwargs)
+        fn = poutine.replay(model, trace=guide_trace)
+        model_trace = poutine.trace(fn).get_trace(*args, **kwargs)
+        guide_trace = prune_subsample_sites(guide_trace)
+        model_trace = prune_subsample_sites(model_trace)
+        guide_trace.compute_log_prob()
+        model_trace.compute_log_prob()
+        return model_trace, guide_trace
+
+    def sample_sites(self, trace: Any) -> Iterable[dict[str, Any]]:
+        return [s for s in trace.nodes.values() if s["type"] == "sample"]
+
+    def log_prob_sum(self, trace: Any) -> torch.Tensor:
+        return trace.log_prob_sum()
+
+    def log_q(self, guide_trace: Any, sites: list[DiscreteSite]) -> torch.Tensor:
+        total = 0.0
+        for s in sites:
+            site = guide_trace.nodes[s.name]
+            info = unwrap(site["fn"])
             if info.kind is DistKind.OTHER:
-                support = _support(site["fn"], name)
-            k = info.num_categories if support is None else len(support)
-            discrete.append(DiscreteSite(name, info.coord_shape, k, info.one_hot, support))
-    return discrete, continuous
+                total = total + info.unmasked_log_prob(site["value"]).sum()
+            else:
+                total = total + info.base.log_prob(info.coordinates(site["value"])).sum()
+        return total
+
+    def sum_to_frames(self, trace_terms: list[tuple[Any, torch.Tensor]], frames: set) -> Any:
+        terms = MultiFrameTensor(*trace_terms)
+        return torch.as_tensor(terms.sum_to(frames)).reshape(-1)
+
+    def exp(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.exp(x)
+
+    def stack(self, xs: list[torch.Tensor]) -> torch.Tensor:
+        return torch.stack(xs)
 
 
-def _run(model: Callable, guide: Callable, values: dict, args: tuple, kwargs: dict) -> tuple:
-    guide_trace = poutine.trace(_Fix(values)(guide)).get_trace(*args, **kwargs)
-    model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
-    guide_trace = prune_subsample_sites(guide_trace)
-    model_trace = prune_subsample_sites(model_trace)
-    guide_trace.compute_log_prob()
-    model_trace.compute_log_prob()
-    return model_trace, guide_trace
-
-
-def _fixed_values(sites: list[DiscreteSite], config: dict) -> dict:
-    def setter(site: DiscreteSite) -> Callable:
-        def value(fn: Any) -> torch.Tensor:
-            z = torch.as_tensor(config[site.name])
-            info = unwrap(fn)
-            if info.one_hot:
-                return torch.nn.functional.one_hot(z, site.num_categories).to(
-                    torch.get_default_dtype()
-                )
-            if site.support is not None:
-                return torch.as_tensor(site.support, dtype=torch.get_default_dtype())[z]
-            if info.kind is DistKind.BERNOULLI:
-                return z.to(torch.get_default_dtype())
-            return z
-
-        return value
-
-    return {s.name: setter(s) for s in sites}
-
-
-def _log_q(guide_trace: Any, sites: list[DiscreteSite]) -> torch.Tensor:
-    total = 0.0
-    for s in sites:
-        site = guide_trace.nodes[s.name]
-        info = unwrap(site["fn"])
-        if info.kind is DistKind.OTHER:
-            total = total + info.unmasked_log_prob(site["value"]).sum()
-        else:
-            total = total + info.base.log_prob(info.coordinates(site["value"])).sum()
-    return total
+_ORACLE = _PyroOracle()
 
 
 def exact_elbo(
@@ -138,18 +135,7 @@ def exact_elbo(
     Returns:
         A 0-d tensor.
     """
-    discrete, continuous = _discover(guide, args, kwargs)
-    nodes, weights = gauss_hermite(num_nodes, len(continuous)) if continuous else ([[]], [1.0])
-    total = 0.0
-    for config in configurations(discrete):
-        values = _fixed_values(discrete, config)
-        for node, weight in zip(nodes, weights, strict=True):
-            for name, eps in zip(continuous, node, strict=True):
-                values[name] = lambda fn, eps=eps: _normal(fn).loc + _normal(fn).scale * float(eps)
-            model_trace, guide_trace = _run(model, guide, values, args, kwargs)
-            objective = model_trace.log_prob_sum() - guide_trace.log_prob_sum()
-            total = total + torch.exp(_log_q(guide_trace, discrete)) * float(weight) * objective
-    return total
+    return _ORACLE.exact_elbo(model, guide, args, kwargs, num_nodes)
 
 
 def exact_iwae(
@@ -174,23 +160,4 @@ def exact_iwae(
     Returns:
         A 0-d tensor.
     """
-    discrete, continuous = _discover(guide, args, kwargs)
-    if continuous:
-        raise ValueError("exact_iwae supports discrete guides only")
-    log_q, log_w = [], []
-    for config in configurations(discrete):
-        model_trace, guide_trace = _run(model, guide, _fixed_values(discrete, config), args, kwargs)
-        stacks = [
-            set(s["cond_indep_stack"]) for s in model_trace.nodes.values() if s["type"] == "sample"
-        ]
-        common = set.intersection(*stacks)
-        if bound_plates is not None:
-            common = {f for f in common if f.name in bound_plates}
-        terms = MultiFrameTensor()
-        for tr, sign in ((model_trace, 1.0), (guide_trace, -1.0)):
-            for site in tr.nodes.values():
-                if site["type"] == "sample":
-                    terms.add((site["cond_indep_stack"], sign * site["log_prob"]))
-        log_w.append(torch.as_tensor(terms.sum_to(common)).reshape(-1))
-        log_q.append(_log_q(guide_trace, discrete))
-    return exact_iwae_from_tables(torch.stack(log_q), torch.stack(log_w), num_particles)
+    return _ORACLE.exact_iwae(model, guide, args, kwargs, num_particles, bound_plates)
