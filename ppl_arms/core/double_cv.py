@@ -1,4 +1,4 @@
-r"""Double control variates: LOORF plus a first-order Taylor control variate with a closed-form mean.
+r"""Double control variates: LOORF plus a first-order Taylor control variate of known mean.
 
 Titsias and Shi (AISTATS 2022) add to the leave-one-out baseline of LOORF a second control variate
 built from the gradient of the learning signal with respect to the sample. With
@@ -42,12 +42,17 @@ the sample non-differentiably (indexing, comparisons) the gradient is zero and t
 
 **Parameterisation.** ``alpha`` scales the Taylor control variate. :math:`\alpha=1` (the default)
 is the plain first-order expansion; the reference code (``thjashin/rodeo``, ``double_cv`` in
-``networks.py``) uses :math:`f_k+\alpha' h_k` with :math:`\alpha'` initialised at zero and trained by
-minimising the squared estimate, i.e. :math:`\alpha'=-\alpha` here. A learned ``alpha`` is an
+``networks.py``) uses :math:`f_k+\alpha' h_k` with :math:`\alpha'` initialised at zero and trained
+by minimising the squared estimate, i.e. :math:`\alpha'=-\alpha` here. A learned ``alpha`` is an
 array input; :func:`~ppl_arms.core.taylor.variance_surrogate` of the directions is its loss.
 
 Cost: one gradient of the learning signal with respect to the sample per particle (one backward
 pass through the model, no extra model evaluation) and :math:`O(n\cdot\text{coords})` arithmetic.
+
+The formulas were derived here and checked against the authors' reference implementation (the
+``double_cv`` branch of ``DiscreteVAE.get_grad_estimation`` in ``thjashin/rodeo/networks.py``,
+written for general ``K`` samples): its estimate is exactly this one with :math:`\alpha=-\alpha'`.
+The paper's own equation numbers are not quoted (its full text was not available while writing).
 
 References:
     M. K. Titsias and J. Shi. "Double Control Variates for Gradient Estimation in Discrete Latent
@@ -94,7 +99,7 @@ def double_cv_directions(
         d_k=\frac{\tilde f_k-\bar{\tilde f}}{n-1}\,(z_k-p)+\frac\alpha n\,p(1-p)\,\bar g_{-k},
         \qquad \tilde f_k=f_k-\alpha\big\langle\bar g_{-k},z_k-p\big\rangle_{\rm elem}
 
-    (module docstring; Titsias and Shi 2022, §3). ``carrier(directions, logits)``
+    (module docstring). ``carrier(directions, logits)``
     (:func:`~ppl_arms.core.surrogate.carrier`) is the gradient carrier, exactly like the other
     estimators' directions.
 
@@ -140,7 +145,8 @@ def categorical_double_cv_directions(
         alpha: Scale of the Taylor control variate, a float or a scalar array (default 1).
 
     Returns:
-        Directions ``[n, *coords, K]``, as :func:`~ppl_arms.core.categorical.categorical_directions`.
+        Directions ``[n, *coords, K]``, like
+        :func:`~ppl_arms.core.categorical.categorical_directions`.
     """
     ops = get_ops(f, logits)
     lg = ops.stop_gradient(logits)

@@ -12,7 +12,7 @@ REINFORCE estimator from a *Stein operator* of :math:`q`: an operator :math:`\ma
 the generator of the Gibbs sampler that resamples coordinate :math:`e`; it has mean zero under
 :math:`q` because that chain leaves :math:`q` invariant (explicitly: the two terms of each
 :math:`z_{-e}` cancel under :math:`z_e\leftrightarrow1-z_e`). Its sum over the coordinates of an
-element is the Gibbs operator :math:`\mathcal A=\sum_e\mathcal A_e` of the paper (§2).
+element is the Gibbs Stein operator :math:`\mathcal A=\sum_e\mathcal A_e` of the paper.
 
 **Surrogate from the other particles.** With :math:`g_j=\nabla_zf(z_j)` and the leave-one-out
 means :math:`\bar f_{-k}`, :math:`\bar g_{-k}`, :math:`\bar z_{-k}` of the other particles'
@@ -29,7 +29,8 @@ outputs :math:`(r^H,r^G)` (the reference's ``SteinControlNNSingleLayer``). Becau
 conditionally on them, and every control variate below has mean zero for any ``df_dz`` and any
 parameters.
 
-**The estimator** (paper §3; reference code ``discrete_stein_avg``):
+**The estimator** (the structure of the reference code's ``discrete_stein_avg`` branch of
+``DiscreteVAE.get_grad_estimation``, with the changes listed below):
 
 .. math::
     \hat g=\frac1n\sum_{k=1}^n\Big[(f_k-b_k)\,s_k+\beta\,c_k\Big],\qquad
@@ -64,8 +65,9 @@ surrogate misses; all three are trained by
 **Deviations from the reference code.** (1) The vector control variate of coordinate :math:`d` uses
 that coordinate's Stein operator only. The reference averages :math:`\mathcal A_e` over all
 neighbours :math:`e` with one shared :math:`\beta`; the cross terms :math:`e\ne d` remove the
-variation of :math:`G` a second time once the diagonal term has removed it, so that for linear
-:math:`f` the reference form cannot reach zero variance. (2) The surrogate enters the control
+variation of :math:`G` a second time once the diagonal term has removed it (with :math:`G` the
+linear surrogate of a linear :math:`f`, the diagonal term alone makes the estimate exact, and no
+single :math:`\beta` does so with the cross terms included). (2) The surrogate enters the control
 functions directly and the network is a residual initialised at zero (the reference feeds the
 surrogate to the network only, with :math:`\alpha=\beta=0` at initialisation, i.e. LOORF until
 trained). (3) The reference's ``avg`` surrogate averages the other particles' own expansions,
@@ -73,12 +75,15 @@ trained). (3) The reference's ``avg`` surrogate averages the other particles' ow
 expansion above, for ``n > 2`` it extrapolates each gradient over the full distance
 :math:`y-z_j` and had a larger variance on every smooth test function tried (a binary-decoder
 log-likelihood, D = 2 or 3, n = 4 and 8), up to ten times LOORF's at ``n = 8``; the averaged
-gradient acts like a secant. (4) No ``1e-3`` smoothing anywhere (the reference's ``MPF``/``DIFF`` variants divide by
-``1 - w + 1e-3``; those variants are not offered).
+gradient acts like a secant. (4) No ``1e-3`` smoothing anywhere (the reference's ``MPF`` and
+``DIFF`` variants divide by ``1 - w + 1e-3``; those variants are not offered).
 
 Cost: one gradient of the learning signal with respect to the sample per particle (no extra model
 evaluation), :math:`O(n\cdot\text{coords})` arithmetic, and :math:`O(n\cdot\text{coords}\cdot H)`
 for a residual network of width :math:`H`.
+
+The formulas follow the authors' reference implementation (``thjashin/rodeo``, ``networks.py``);
+the paper's equation numbers are not quoted (its full text was not available while writing).
 
 References:
     J. Shi, Y. Zhou, J. Hwang, M. K. Titsias, L. Mackey. "Gradient Estimation with Discrete Stein
@@ -98,7 +103,7 @@ from ppl_arms.core.taylor import element_axes, element_sum, finite_inputs, leave
 __all__ = ["LEAKY_SLOPE", "RodeoParams", "rodeo_directions", "rodeo_params"]
 
 LEAKY_SLOPE = 0.3
-"""Negative slope of the residual network's leaky ReLU (the reference's ``LeakyReLU(alpha=0.3)``)."""
+"""Negative slope of the residual network's leaky ReLU (the reference's ``LeakyReLU(0.3)``)."""
 
 
 class RodeoParams(NamedTuple):
@@ -128,7 +133,7 @@ class RodeoParams(NamedTuple):
 
 
 def rodeo_params(like: Array, noise: Array | None = None) -> RodeoParams:
-    r"""Initial parameters: :math:`\alpha=0`, :math:`\beta=1` and a residual network that outputs zero.
+    r"""Initial parameters: :math:`\alpha=0`, :math:`\beta=1`, a residual network that outputs 0.
 
     Args:
         like: Any array of the backend, dtype and device wanted.
@@ -179,7 +184,7 @@ def rodeo_directions(
     .. math::
         d_k=\frac{f_k-b_k}{n}\,(z_k-p)+\frac\beta n\,c_k
 
-    with :math:`b_k` and :math:`c_k` of the module docstring (Shi et al. 2022, §3).
+    with :math:`b_k` and :math:`c_k` of the module docstring.
     ``carrier(directions, logits)`` (:func:`~ppl_arms.core.surrogate.carrier`) is the gradient
     carrier; :func:`~ppl_arms.core.taylor.variance_surrogate` of the directions trains ``params``.
 

@@ -125,9 +125,10 @@ def variance_surrogate(directions: Array) -> Array:
 
     because the estimators are unbiased for every value of their parameters :math:`\theta`, so
     :math:`\mathbb E\hat g` does not depend on them. This is the loss the reference code of
-    RODEO (Shi et al., 2022) minimises (``variance_loss = mean(eta_grads ** 2)``), up to the constant factor. The
-    directions must be computed with the parameters differentiable (the estimator functions keep
-    their gradient) and everything else detached (they detach their other inputs).
+    RODEO (Shi et al., 2022) minimises (``variance_loss = mean(eta_grads ** 2)``), up to a
+    constant factor. The directions must be computed with the parameters differentiable (the
+    estimator functions keep their gradient) and everything else detached (they detach their
+    other inputs).
 
     Args:
         directions: Per-sample directions ``[n, *coords(, K)]`` of one site with logits shared by

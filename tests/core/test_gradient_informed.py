@@ -71,7 +71,7 @@ def _smooth_value_and_grad_jax(z, w, a, c):
 
 
 class SmoothF:
-    """f(z) = sin(<w, z> + c) + 0.3 z'Az on float z, and its autodiff gradient, in either backend."""
+    """f(z) = sin(<w, z> + c) + 0.3 z'Az on float z and its autodiff gradient, in either backend."""
 
     def __init__(self, rng, d):
         self.w = rng.normal(size=d)
