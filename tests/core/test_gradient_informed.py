@@ -251,6 +251,34 @@ def test_linear_f_is_exact(backend, rng, name):
     np.testing.assert_allclose(g, np.broadcast_to(p * (1 - p) * a, g.shape), atol=1e-13)
 
 
+def _reference_double_cv(f_b, b, theta, grad_b, alpha_ref):
+    """A NumPy transcription of the general-K ``double_cv`` branch of ``get_grad_estimation`` in
+    ``thjashin/rodeo/networks.py`` (f_b [K, bs], b and grad_b [K, bs, D], theta [bs, D])."""
+    k = b.shape[0]
+    avg_grad_b = grad_b.mean(0)
+    loo_avg_grad_b = (grad_b.sum(0) - grad_b) / (k - 1)
+    loo_vr = f_b + alpha_ref * ((b - theta) * loo_avg_grad_b).sum(-1)
+    loo_vr = (loo_vr.sum(0) - loo_vr) / (k - 1)
+    cv = alpha_ref * (loo_avg_grad_b * (b - theta)).sum(-1)
+    dlog_q = b - theta
+    return ((f_b - loo_vr + cv)[..., None] * dlog_q).mean(0) - alpha_ref * avg_grad_b * theta * (
+        1 - theta
+    )
+
+
+@pytest.mark.parametrize("n", [2, 4, 5])
+def test_double_cv_matches_the_reference_code(backend, rng, n):
+    """Summed directions equal the authors' estimate with their alpha' = -alpha."""
+    logits = rng.normal(size=(6, 4)) * 2
+    z = (rng.random((n, 6, 4)) < expit(logits)).astype(float)
+    f, g = rng.normal(size=(n, 6)), rng.normal(size=(n, 6, 4))
+    ours = double_cv_directions(
+        *(backend.asarray(x) for x in (f[..., None], z, g, logits)), backend.asarray(0.8)
+    )
+    reference = _reference_double_cv(f, z, expit(logits), g, -0.8)
+    np.testing.assert_allclose(backend.numpy(ours).sum(0), reference, rtol=1e-12, atol=1e-14)
+
+
 @pytest.mark.parametrize(
     "backend", ["torch", pytest.param("jax", marks=pytest.mark.slow)], indirect=True
 )
@@ -584,6 +612,24 @@ def test_non_finite_signals_and_gradients(backend, rng, name):
     out = backend.numpy(run(fn, backend.asarray(f), z, backend.asarray(g), logits))
     assert np.all(np.isfinite(out))
     np.testing.assert_array_equal(out[:, 0], 0.0)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", ESTIMATORS)
+def test_dtypes_and_degenerate_probabilities(backend, rng, dtype, name):
+    """Logits +-inf and +-60 give finite directions (zero at p in {0, 1}) in the input dtype."""
+    n = 4
+    logits_np = np.array([-np.inf, -60.0, -4.0, 0.0, 4.0, 60.0, np.inf])
+    logits = backend.asarray(logits_np, dtype)
+    z = backend.asarray((rng.random((n, 7)) < expit(logits_np)).astype(float), dtype)
+    f = backend.asarray(rng.normal(size=(n, 1)), dtype)
+    g = backend.asarray(rng.normal(size=(n, 7)), dtype)
+    fn = _double_cv_directions if name == "double_cv" else rodeo_directions
+    out = run(fn, f, z, g, logits)
+    values = backend.numpy(out)
+    assert values.dtype == np.dtype(dtype)
+    assert np.all(np.isfinite(values))
+    np.testing.assert_array_equal(values[:, [0, -1]], 0.0)
 
 
 def test_bad_inputs(backend, rng):
