@@ -100,7 +100,13 @@ from ppl_arms.core._ops import get_ops
 from ppl_arms.core._validate import num_samples
 from ppl_arms.core.taylor import element_axes, element_sum, finite_inputs, leave_one_out_mean
 
-__all__ = ["LEAKY_SLOPE", "RodeoParams", "rodeo_directions", "rodeo_params"]
+__all__ = [
+    "LEAKY_SLOPE",
+    "RodeoParams",
+    "categorical_rodeo_directions",
+    "rodeo_directions",
+    "rodeo_params",
+]
 
 LEAKY_SLOPE = 0.3
 """Negative slope of the residual network's leaky ReLU (the reference's ``LeakyReLU(0.3)``)."""
@@ -225,4 +231,65 @@ def rodeo_directions(
     g_x = lin + rg
     g_nbr = lin_nbr + rg_nbr
     cv = flip_prob * (g_nbr * (1 - z - p) - g_x * score)
+    return ((f - baseline) * score + params.beta * cv) / n
+
+
+def categorical_rodeo_directions(
+    f: Array, z: Array, df_dz: Array, logits: Array, params: RodeoParams | None = None
+) -> Array:
+    r"""Per-sample RODEO directions for a categorical site whose model consumes one-hot values.
+
+    The Gibbs Stein operator of coordinate :math:`e` resamples it from :math:`q_e`,
+    :math:`(\mathcal A_eh)(z)=\sum_cq_e(c)\,\big(h(z^{(e\to c)})-h(z)\big)` (the :math:`c=z_e` term
+    is zero), so every coordinate has ``K`` neighbours. With the one-hot values :math:`e_{z}` in place
+    of :math:`z` the surrogate, baseline and residual network are those of
+    :func:`rodeo_directions`, and the score control variate of coordinate :math:`d` is the
+    operator of that coordinate applied to :math:`u_{k,d}(y)=G_k(y)\,(e_{y_d}-p_d)`:
+
+    .. math::
+        c_{k,d}=p_d\odot\big(G_k(z_k^{(d\to\cdot)})-\langle p_d,G_k(z_k^{(d\to\cdot)})\rangle\big)
+        -G_k(z_k)\,(e_{z_{k,d}}-p_d),
+
+    again :math:`-\big(G_k(z_k)s_{k,d}-\mathbb E_{z_d\sim q_d}[G_ks_d]\big)`, mean zero given the
+    other coordinates and particles. With two categories it equals :func:`rodeo_directions` on the
+    logit difference.
+
+    Args:
+        f: Learning signals ``[n, *fshape]`` with one axis per axis of ``z``.
+        z: Integer categories ``[n, *coords]``.
+        df_dz: :math:`\partial f/\partial e_{z_i}` per particle, ``[n, *coords, K]``.
+        logits: Logits ``[*coords, K]`` or ``[n, *coords, K]``.
+        params: The learnable parts (default :func:`rodeo_params` without a network).
+
+    Returns:
+        Directions ``[n, *coords, K]``, like
+        :func:`~ppl_arms.core.categorical.categorical_directions`.
+    """
+    n = num_samples(f)
+    ops = get_ops(f, logits)
+    lg = ops.stop_gradient(logits)
+    if params is None:
+        params = rodeo_params(lg)
+    k = ops.shape(lg)[-1]
+    p = ops.exp(ops.log_softmax(lg, axis=-1))
+    onehot = ops.one_hot(z, k, lg)
+    f = ops.expand_dims(f, -1)
+    axes = element_axes(ops.shape(f), ops.shape(onehot - p))
+    f, g = finite_inputs(f, df_dz)
+    score = onehot - p
+
+    g_loo = leave_one_out_mean(g)
+    f_loo = leave_one_out_mean(f)
+    lin = element_sum(g_loo * (onehot - leave_one_out_mean(onehot)), axes)  # l_k(z_k)
+    g_at_z = ops.sum(g_loo * onehot, axis=-1, keepdims=True)
+    lin_nbr = lin + g_loo - g_at_z  # l_k at z_k with coordinate d set to category c
+    rh, rg = _residual(params, lin, f_loo)
+    rh_nbr, rg_nbr = _residual(params, lin_nbr, f_loo)
+
+    stein_h = element_sum(p * (lin_nbr + rh_nbr - lin - rh), axes)  # (A H_k)(z_k)
+    baseline = leave_one_out_mean(f + params.alpha * stein_h)
+    g_x = lin + rg
+    g_nbr = lin_nbr + rg_nbr
+    expected_g = ops.sum(p * g_nbr, axis=-1, keepdims=True)
+    cv = p * (g_nbr - expected_g) - g_x * score
     return ((f - baseline) * score + params.beta * cv) / n

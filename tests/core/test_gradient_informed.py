@@ -17,10 +17,15 @@ import pytest
 import torch
 from scipy.special import expit, softmax
 
-from ppl_arms.core import bernoulli_directions, carrier, loorf_coefficients
+from ppl_arms.core import bernoulli_directions, carrier, categorical_directions, loorf_coefficients
 from ppl_arms.core._ops import get_ops
 from ppl_arms.core.double_cv import categorical_double_cv_directions, double_cv_directions
-from ppl_arms.core.rodeo import RodeoParams, rodeo_directions, rodeo_params
+from ppl_arms.core.rodeo import (
+    RodeoParams,
+    categorical_rodeo_directions,
+    rodeo_directions,
+    rodeo_params,
+)
 from ppl_arms.core.taylor import element_axes, leave_one_out_mean, variance_surrogate
 from ppl_arms.testing import assert_unbiased, exact_gradient, monte_carlo_moments
 
@@ -191,9 +196,22 @@ def test_exact_expectation_table_f_any_df_dz(backend, rng, name, gradient, n):
     np.testing.assert_allclose(mean, exact[:, 1], rtol=1e-10, atol=1e-13)
 
 
+def _categorical_double_cv(f, z, df_dz, logits, params=None):
+    return categorical_double_cv_directions(f, z, df_dz, logits)
+
+
+def _categorical_rodeo(f, z, df_dz, logits, params=None):
+    return categorical_rodeo_directions(f, z, df_dz, logits, params)
+
+
+CATEGORICAL = {"double_cv": _categorical_double_cv, "rodeo": _categorical_rodeo}
+
+
 @pytest.mark.parametrize("n", [2, pytest.param(3, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("gradient", ["autodiff", "arbitrary"])
-def test_exact_expectation_categorical_double_cv(backend, rng, gradient, n):
+@pytest.mark.parametrize("name", ["double_cv", "rodeo", "rodeo-random-params"])
+def test_exact_expectation_categorical(backend, rng, name, gradient, n):
+    """One-hot categorical sites (D=2, K=3): exact expectation by joint enumeration."""
     d, k = 2, 3
     logits = rng.normal(size=(d, k)) * 1.5
     w = rng.normal(size=(d, k))
@@ -205,9 +223,11 @@ def test_exact_expectation_categorical_double_cv(backend, rng, gradient, n):
         df_dz = np.cos(lin)[..., None, None] * w
     else:
         df_dz = rng.normal(size=(k**d, d, k))[z[..., 0] * k + z[..., 1]]
+    params = random_rodeo_params(backend, rng) if name == "rodeo-random-params" else None
     directions = run(
-        categorical_double_cv_directions,
+        CATEGORICAL[name.split("-")[0]],
         *(backend.asarray(x) for x in (f, z, df_dz, logits)),
+        params,
     )
     mean, _ = moments(prob, backend.numpy(directions).sum(0))
     configs = np.array(list(itertools.product(range(k), repeat=d)))
@@ -238,6 +258,41 @@ def test_zero_gradient_is_loorf(backend, rng, n):
     np.testing.assert_allclose(got, loorf, rtol=1e-13, atol=1e-15)
 
 
+@pytest.mark.parametrize("name", list(CATEGORICAL))
+def test_categorical_zero_gradient_is_loorf_and_two_classes_are_bernoulli(backend, rng, name):
+    """df_dz = 0 gives categorical LOORF; K = 2 with logits (0, phi) is the Bernoulli estimator on
+    phi (one-hot gradient (g0, g1) <-> Bernoulli gradient g1 - g0)."""
+    n = 3
+    logits = rng.normal(size=(5, 4)) * 2
+    z = rng.integers(0, 4, size=(n, 5))
+    f = rng.normal(size=(n, 1))
+    zero = np.zeros((n, 5, 4))
+    got = run(CATEGORICAL[name], *(backend.asarray(x) for x in (f, z, zero, logits)))
+    loorf = categorical_directions(
+        loorf_coefficients(backend.asarray(f)), *map(backend.asarray, (z, logits))
+    )
+    np.testing.assert_allclose(backend.numpy(got), backend.numpy(loorf), rtol=1e-13, atol=1e-15)
+
+    phi = rng.normal(size=5) * 2
+    zb = (rng.random((n, 5)) < expit(phi)).astype(np.int64)
+    g2 = rng.normal(size=(n, 5, 2))
+    params = random_rodeo_params(backend, rng)
+    two = np.stack([np.zeros(5), phi], -1)
+    cat = run(CATEGORICAL[name], *(backend.asarray(x) for x in (f, zb, g2, two)), params)
+    bern_fn = _double_cv_directions if name == "double_cv" else rodeo_directions
+    bern = run(
+        bern_fn,
+        *(backend.asarray(x) for x in (f, zb.astype(float), g2[..., 1] - g2[..., 0], phi)),
+        params,
+    )
+    np.testing.assert_allclose(
+        backend.numpy(cat)[..., 1], backend.numpy(bern), rtol=1e-11, atol=1e-13
+    )
+    np.testing.assert_allclose(
+        backend.numpy(cat)[..., 0], -backend.numpy(bern), rtol=1e-11, atol=1e-13
+    )
+
+
 @pytest.mark.parametrize("name", ESTIMATORS)
 def test_linear_f_is_exact(backend, rng, name):
     """f linear in z: every draw gives the exact gradient (zero variance)."""
@@ -249,6 +304,20 @@ def test_linear_f_is_exact(backend, rng, name):
     g = backend.numpy(estimate(name, f, backend.asarray(z), df_dz, backend.asarray(logits)))
     p = expit(logits)
     np.testing.assert_allclose(g, np.broadcast_to(p * (1 - p) * a, g.shape), atol=1e-13)
+
+
+@pytest.mark.parametrize("name", list(CATEGORICAL))
+def test_categorical_linear_f_is_exact(backend, rng, name):
+    """f linear in the one-hot values: every draw gives the exact gradient."""
+    d, k = 2, 3
+    logits, a = rng.normal(size=(d, k)), rng.normal(size=(d, k))
+    z, _ = joint_categorical(3, logits)
+    f = (np.eye(k)[z] * a).sum((-1, -2))[..., None] + 0.7
+    df_dz = np.broadcast_to(a, (*z.shape, k)).copy()
+    g = backend.numpy(run(CATEGORICAL[name], *(backend.asarray(x) for x in (f, z, df_dz, logits))))
+    p = softmax(logits, -1)
+    exact = p * (a - (p * a).sum(-1, keepdims=True))
+    np.testing.assert_allclose(g.sum(0), np.broadcast_to(exact, g.shape[1:]), atol=1e-13)
 
 
 def _reference_double_cv(f_b, b, theta, grad_b, alpha_ref):
@@ -366,9 +435,13 @@ def test_torch_and_jax_agree(rng):
     zc = rng.integers(0, k, size=(n, 5))
     gc = rng.normal(size=(n, 5, k))
     fc = rng.normal(size=(n, 5))
-    out_t = categorical_double_cv_directions(*(torch.as_tensor(x) for x in (fc, zc, gc, lc)))
-    out_j = run(categorical_double_cv_directions, *(jnp.asarray(x) for x in (fc, zc, gc, lc)))
-    np.testing.assert_allclose(out_t.numpy(), np.asarray(out_j), rtol=1e-12, atol=1e-14)
+    for fn in CATEGORICAL.values():
+        prm = RodeoParams(*map(jnp.asarray, raw))
+        out_j = run(fn, *(jnp.asarray(x) for x in (fc, zc, gc, lc)), prm)
+        out_t = fn(
+            *(torch.as_tensor(x) for x in (fc, zc, gc, lc)), RodeoParams(*map(torch.as_tensor, raw))
+        )
+        np.testing.assert_allclose(out_t.numpy(), np.asarray(out_j), rtol=1e-12, atol=1e-14)
 
 
 def _surrogate_of_params(values, f, z, g, logits):
