@@ -1,4 +1,4 @@
-r"""RODEO: LOORF with control variates from discrete Stein operators (Bernoulli sites).
+r"""RODEO: LOORF with control variates from discrete Stein operators (Bernoulli, one-hot sites).
 
 Shi, Zhou, Hwang, Titsias and Mackey (NeurIPS 2022) build control variates for the leave-one-out
 REINFORCE estimator from a *Stein operator* of :math:`q`: an operator :math:`\mathcal A` with
@@ -77,6 +77,10 @@ expansion above, for ``n > 2`` it extrapolates each gradient over the full dista
 log-likelihood, D = 2 or 3, n = 4 and 8), up to ten times LOORF's at ``n = 8``; the averaged
 gradient acts like a secant. (4) No ``1e-3`` smoothing anywhere (the reference's ``MPF`` and
 ``DIFF`` variants divide by ``1 - w + 1e-3``; those variants are not offered).
+
+Categorical sites whose model consumes one-hot values use the same construction with the Gibbs
+operator that resamples a coordinate among its ``K`` categories
+(:func:`categorical_rodeo_directions`).
 
 Cost: one gradient of the learning signal with respect to the sample per particle (no extra model
 evaluation), :math:`O(n\cdot\text{coords})` arithmetic, and :math:`O(n\cdot\text{coords}\cdot H)`
@@ -241,8 +245,8 @@ def categorical_rodeo_directions(
 
     The Gibbs Stein operator of coordinate :math:`e` resamples it from :math:`q_e`,
     :math:`(\mathcal A_eh)(z)=\sum_cq_e(c)\,\big(h(z^{(e\to c)})-h(z)\big)` (the :math:`c=z_e` term
-    is zero), so every coordinate has ``K`` neighbours. With the one-hot values :math:`e_{z}` in place
-    of :math:`z` the surrogate, baseline and residual network are those of
+    is zero), so every coordinate has ``K`` neighbours. With the one-hot values :math:`e_{z}` in
+    place of :math:`z` the surrogate, baseline and residual network are those of
     :func:`rodeo_directions`, and the score control variate of coordinate :math:`d` is the
     operator of that coordinate applied to :math:`u_{k,d}(y)=G_k(y)\,(e_{y_d}-p_d)`:
 
