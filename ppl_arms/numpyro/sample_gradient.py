@@ -1,0 +1,330 @@
+r"""The gradient of the learning signal with respect to a discrete site's sampled value (NumPyro).
+
+The gradient-informed estimators (:mod:`ppl_arms.core.double_cv`, :mod:`ppl_arms.core.rodeo`)
+take, per particle, :math:`g=\partial f/\partial z` at the sampled value :math:`z`, evaluated as a
+float. :func:`sample_gradients` gets it from :func:`jax.vjp`: for **one particle** it replays the
+guide (``replay`` + ``substitute`` + ``seed`` + ``trace``) with the chosen sites' values as floats,
+replays the model against that guide trace, and differentiates
+
+.. math::
+    f(z)=\sum_{\text{model sites }t}\mathrm{scale}_t\log p_t-\sum_{\text{guide sites }t}
+    \mathrm{scale}_t\log q_t
+
+(every site's ``log_prob``, masked by its distribution's mask as NumPyro's ``mask`` handler sets
+it, times ``site["scale"]``: the terms of the losses' learning signals), holding every other
+sampled value at its recorded value. It is a plain traceable function: the losses call it inside
+their particle ``vmap`` and under ``jit``.
+
+**Trace and TraceGraph forms give the same gradient.** A term that does not depend on the site has
+zero gradient with respect to it, so the TraceGraph form's downstream cost and the Trace form's
+full signal have the same gradient; per plate element too, for programs that respect their plates
+(which the per-element signals already assume).
+
+**Categorical sites: the one-hot route.** NumPyro (0.22) has no ``OneHotCategorical``, and an
+integer ``Categorical`` value cannot carry a gradient. The route is: guide and model sample an
+integer ``dist.Categorical`` (coupled by the losses as usual), and the model turns the value into a
+one-hot vector through a ``deterministic`` site, by default named ``"{name}_one_hot"``
+(:func:`one_hot_site_name`)::
+
+    z = numpyro.sample("z", dist.Categorical(logits=prior_logits))
+    z1h = numpyro.deterministic("z_one_hot", jax.nn.one_hot(z, K))
+    ...  # use z1h (not z) wherever the value enters smoothly
+
+The replay substitutes the one-hot float leaf for that deterministic site, and the site's own
+terms :math:`\log p(z)`, :math:`\log q(z)` are taken in their linear form
+:math:`\langle v,\log p\rangle` (:func:`linear_log_prob`). A categorical site without that
+deterministic site gets zeros ``[*value_shape, K]`` and is reported as non-differentiable.
+
+**Non-differentiable programs.** Where the program uses the value only through indexing,
+comparisons or integer operations (``mu[z]``, ``jnp.where(z == 1, a, b)``) the rest of ``f`` has
+no gradient path. That is detected structurally at trace time (the cotangent map of the rest of
+``f`` does not depend on its input, :func:`_unused_cotangents`), so it works under ``jit`` and
+``vmap``: such sites are reported in :attr:`SampleGradients.nondifferentiable` and their gradient
+is the own terms only (Bernoulli: prior logit minus guide logit). A model that *indexes* with a
+Bernoulli value (``mu[z]``) cannot run on a float value at all; write ``mu[z.astype(int)]``.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jax.extend.core import Literal
+from numpyro.distributions import (
+    Distribution,
+    ExpandedDistribution,
+    Independent,
+    MaskedDistribution,
+)
+from numpyro.distributions.discrete import (
+    BernoulliLogits,
+    BernoulliProbs,
+    CategoricalLogits,
+    CategoricalProbs,
+)
+from numpyro.distributions.util import sum_rightmost
+from numpyro.handlers import replay, seed, substitute, trace
+
+__all__ = ["SampleGradients", "linear_log_prob", "one_hot_site_name", "sample_gradients"]
+
+
+class SampleGradients(NamedTuple):
+    r"""What :func:`sample_gradients` returns (for one particle).
+
+    Attributes:
+        df_dz: Per site, :math:`\partial f/\partial z`: the value's shape ``[*batch, *event]`` for
+            Bernoulli sites, ``[*batch, *event, K]`` for categorical sites. Under the losses'
+            particle ``vmap`` the particle axis is prepended.
+        nondifferentiable: The sites whose value reaches ``f`` only through their own
+            log-densities (or not at all); a Python set decided at trace time, so it cannot leave a
+            ``vmap``: collect it from inside (see :func:`sample_gradients`).
+    """
+
+    df_dz: dict[str, jax.Array]
+    nondifferentiable: frozenset[str]
+
+
+class _Kind(enum.Enum):
+    BERNOULLI = "Bernoulli"
+    CATEGORICAL = "Categorical"
+
+
+_WRAPPERS = (Independent, MaskedDistribution, ExpandedDistribution)
+_BASES = (
+    (BernoulliLogits, _Kind.BERNOULLI),
+    (BernoulliProbs, _Kind.BERNOULLI),
+    (CategoricalLogits, _Kind.CATEGORICAL),
+    (CategoricalProbs, _Kind.CATEGORICAL),
+)
+
+
+def one_hot_site_name(name: str) -> str:
+    """The default name of the model's ``deterministic`` site holding site ``name``'s one-hot value."""
+    return f"{name}_one_hot"
+
+
+def _base(fn: Distribution) -> Distribution:
+    while isinstance(fn, _WRAPPERS):
+        fn = fn.base_dist
+    return fn
+
+
+def _kind(name: str, fn: Distribution) -> _Kind:
+    base = _base(fn)
+    for cls, kind in _BASES:
+        if isinstance(base, cls):
+            return kind
+    raise ValueError(
+        f"site '{name}' has a {type(base).__name__} distribution: the gradient with respect to the "
+        "sample is defined for Bernoulli and Categorical (one-hot route) sites"
+    )
+
+
+def _linear_independent(fn: Independent, value: jax.Array) -> jax.Array:
+    return sum_rightmost(linear_log_prob(fn.base_dist, value), fn.reinterpreted_batch_ndims)
+
+
+def _linear_masked(fn: MaskedDistribution, value: jax.Array) -> jax.Array:
+    lp = linear_log_prob(fn.base_dist, value)
+    mask = fn._mask
+    if isinstance(mask, bool):
+        return lp if mask else jnp.zeros_like(lp)
+    return jnp.where(mask, lp, 0.0)
+
+
+def _linear_expanded(fn: ExpandedDistribution, value: jax.Array) -> jax.Array:
+    lp = linear_log_prob(fn.base_dist, value)
+    return jnp.broadcast_to(lp, jnp.broadcast_shapes(tuple(fn.batch_shape), jnp.shape(lp)))
+
+
+def _linear_bernoulli(fn: BernoulliLogits | BernoulliProbs, value: jax.Array) -> jax.Array:
+    return value * lax.stop_gradient(fn.logits)
+
+
+def _linear_categorical(fn: CategoricalLogits | CategoricalProbs, value: jax.Array) -> jax.Array:
+    log_p = jax.nn.log_softmax(lax.stop_gradient(fn.logits), axis=-1)
+    return jnp.sum(value * log_p, axis=-1)
+
+
+_LINEAR: tuple[tuple[type, Callable[[Any, jax.Array], jax.Array]], ...] = (
+    (Independent, _linear_independent),
+    (MaskedDistribution, _linear_masked),
+    (ExpandedDistribution, _linear_expanded),
+    (BernoulliLogits, _linear_bernoulli),
+    (BernoulliProbs, _linear_bernoulli),
+    (CategoricalLogits, _linear_categorical),
+    (CategoricalProbs, _linear_categorical),
+)
+
+
+def linear_log_prob(fn: Distribution, value: jax.Array) -> jax.Array:
+    r"""A log-density, linear in the value, with the exact value-gradient and stopped parameters.
+
+    .. math::
+        \text{Bernoulli: } z\,\ell,\qquad\text{Categorical at a one-hot } v:\ \langle v,\log p\rangle,
+
+    through ``Independent`` (sum over the reinterpreted dims), ``MaskedDistribution`` (masked) and
+    ``ExpandedDistribution`` (broadcast) wrappers. For a Bernoulli site it differs from
+    ``fn.log_prob(value)`` by a term independent of the value; for a categorical site it is the
+    linear extension of the log-density to one-hot vectors ``value`` (a trailing ``K`` axis).
+
+    Args:
+        fn: The site's distribution.
+        value: A float value (Bernoulli) or one-hot float value ``[..., K]`` (Categorical).
+
+    Returns:
+        The linear form, of the site's ``log_prob`` shape.
+
+    Raises:
+        ValueError: For a distribution other than the wrappers over Bernoulli / Categorical.
+    """
+    for cls, linear in _LINEAR:
+        if isinstance(fn, cls):
+            return linear(fn, value)
+    raise ValueError(f"no linear log-density for a {type(fn).__name__} distribution")
+
+
+def _unused_cotangents(linear_map: Callable[[jax.Array], Any], ct: jax.Array) -> Any:
+    """Per output leaf of a linear map, whether it does not depend on the input (so is zero).
+
+    A conservative dependency pass over the map's jaxpr: any equation with a dependent input makes
+    all its outputs dependent, so ``True`` is only returned for outputs that are constants. A
+    linear map's constant output is zero: the gradient has no path from the cost to that input.
+    """
+    closed, out_shape = jax.make_jaxpr(linear_map, return_shape=True)(ct)
+    jaxpr = closed.jaxpr
+    live = set(jaxpr.invars)
+    for eqn in jaxpr.eqns:
+        if any(not isinstance(v, Literal) and v in live for v in eqn.invars):
+            live.update(eqn.outvars)
+    unused = [isinstance(v, Literal) or v not in live for v in jaxpr.outvars]
+    return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(out_shape), unused)
+
+
+def _log_prob(site: dict, value: jax.Array) -> jax.Array:
+    if site["intermediates"]:
+        lp = site["fn"].log_prob(value, site["intermediates"])
+    else:
+        lp = site["fn"].log_prob(value)
+    return _scaled(site, lp)
+
+
+def _scaled(site: dict, lp: jax.Array) -> jax.Array:
+    if site["scale"] is not None:
+        lp = site["scale"] * lp
+    return jnp.sum(lp)
+
+
+def sample_gradients(
+    model: Callable,
+    guide: Callable,
+    args: tuple,
+    kwargs: dict,
+    guide_trace: dict[str, dict[str, Any]],
+    sites: Iterable[str],
+    *,
+    param_map: Mapping[str, jax.Array] | None = None,
+    rng_key: jax.Array | None = None,
+    one_hot_sites: Mapping[str, str] | None = None,
+) -> SampleGradients:
+    r"""For one particle, the gradient of the learning signal with respect to chosen sampled values.
+
+    .. math::
+        g=\frac{\partial}{\partial z}\Big(\sum_t\mathrm{scale}_t\log p_t
+        -\sum_t\mathrm{scale}_t\log q_t\Big)\Big|_{z},
+
+    every other sampled value held at its recorded value (module docstring). One ``vjp`` of the
+    replayed programs gives every site's gradient. Traceable: call it inside the loss's particle
+    ``vmap`` (it then returns the per-particle gradients ``[P, ...]``) and under ``jit``; the
+    ``nondifferentiable`` set is Python data decided at trace time, so collect it from inside the
+    vmapped function (e.g. into a set in the enclosing scope) rather than returning it.
+
+    Args:
+        model: The model, with its plates seeded as in the particle run (``seed_plates``).
+        guide: The guide, seeded the same way (without the coupling: every site is replayed).
+        args: Positional arguments of model and guide.
+        kwargs: Keyword arguments of model and guide.
+        guide_trace: The particle's guide trace (its ``plate`` sites fix subsample indices).
+        sites: Names of discrete guide sites (Bernoulli or Categorical, possibly under
+            ``to_event``, ``.mask``, ``.expand``).
+        param_map: Constrained parameter values substituted into both programs (the loss's).
+        rng_key: Seeds whatever the replay does not fix (default ``PRNGKey(0)``).
+        one_hot_sites: Per categorical site, the name of the model's ``deterministic`` site that
+            holds its one-hot value (default :func:`one_hot_site_name`).
+
+    Returns:
+        :class:`SampleGradients`.
+
+    Raises:
+        ValueError: Naming the site, if it is not a latent sample site of ``guide_trace`` or its
+            distribution is not Bernoulli / Categorical.
+    """
+    sites = list(dict.fromkeys(sites))
+    param_map = dict(param_map or {})
+    one_hot_sites = dict(one_hot_sites or {})
+    rng_key = jax.random.PRNGKey(0) if rng_key is None else rng_key
+    guide_key, model_key = jax.random.split(rng_key)
+    kinds = {}
+    for name in sites:
+        site = guide_trace.get(name)
+        if site is None or site["type"] != "sample" or site["is_observed"]:
+            raise ValueError(f"site '{name}' is not a latent sample site of the guide trace")
+        kinds[name] = _kind(name, site["fn"])
+    dtype = jnp.result_type(float)
+    leaves: dict[str, jax.Array] = {}
+    deterministic: dict[str, str] = {}
+    for name in sites:
+        value = guide_trace[name]["value"]
+        if kinds[name] is _Kind.CATEGORICAL:
+            k = jnp.shape(_base(guide_trace[name]["fn"]).logits)[-1]
+            leaves[name] = jax.nn.one_hot(value, k, dtype=dtype)
+            deterministic[name] = one_hot_sites.get(name, one_hot_site_name(name))
+        else:
+            leaves[name] = jnp.asarray(value, dtype=dtype)
+    routed: dict[str, bool] = {}
+
+    def costs(leaves: dict[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
+        floats = {name: leaves[name] for name in sites if name not in deterministic}
+        replay_trace = {
+            **guide_trace,
+            **{name: {**guide_trace[name], "value": v} for name, v in floats.items()},
+        }
+        guide_fn = substitute(replay(seed(guide, guide_key), replay_trace), data=param_map)
+        new_guide = trace(guide_fn).get_trace(*args, **kwargs)
+        data = {**param_map, **{det: leaves[name] for name, det in deterministic.items()}}
+        model_fn = substitute(replay(seed(model, model_key), new_guide), data=data)
+        new_model = trace(model_fn).get_trace(*args, **kwargs)
+        for name, det in deterministic.items():
+            routed[name] = new_model.get(det, {}).get("type") == "deterministic"
+        rest = jnp.zeros((), dtype)
+        own = jnp.zeros((), dtype)
+        for sign, tr in ((1.0, new_model), (-1.0, new_guide)):
+            for name, site in tr.items():
+                if site["type"] != "sample":
+                    continue
+                value = site["value"]
+                if name in leaves:
+                    own = own + sign * _scaled(site, linear_log_prob(site["fn"], leaves[name]))
+                    value = lax.stop_gradient(value)
+                rest = rest + sign * _log_prob(site, value)
+        return rest, own
+
+    (rest, own), vjp = jax.vjp(costs, leaves)
+    one, zero = jnp.ones_like(rest), jnp.zeros_like(own)
+    (g_rest,) = vjp((one, zero))
+    (g_own,) = vjp((zero, one))
+    unused = _unused_cotangents(lambda c: vjp((c, zero))[0], one)
+    df_dz = {}
+    nondifferentiable = set()
+    for name in sites:
+        g = lax.stop_gradient(g_rest[name] + g_own[name])
+        if unused[name] or not routed.get(name, True):
+            nondifferentiable.add(name)
+        if not routed.get(name, True):
+            g = jnp.zeros_like(g)
+        df_dz[name] = g
+    return SampleGradients(df_dz, frozenset(nondifferentiable))
