@@ -8,7 +8,7 @@ import numpyro.distributions as dist
 import pytest
 from numpyro import handlers
 
-from ppl_arms.numpyro.sample_gradient import linear_log_prob, sample_gradients
+from ppl_arms.numpyro.sample_gradient import SampleGradients, linear_log_prob, sample_gradients
 
 P, N, D, M, K = 3, 4, 2, 3, 4
 SIGMA = 0.7
@@ -18,16 +18,15 @@ def keys(seed, n):
     return jax.random.split(jax.random.PRNGKey(seed), n)
 
 
+def normals(seed, **shapes):
+    """Standard normal arrays drawn by NumPy (no eager JAX compilations)."""
+    rng = np.random.default_rng(seed)
+    return {name: jnp.asarray(rng.standard_normal(shape)) for name, shape in shapes.items()}
+
+
 @pytest.fixture(scope="module")
 def lin():
-    k = keys(1, 5)
-    return {
-        "W": jax.random.normal(k[0], (M, D)),
-        "b": jax.random.normal(k[1], (M,)),
-        "a": jax.random.normal(k[2], (D,)),
-        "phi": jax.random.normal(k[3], (N, D)),
-        "x": jax.random.normal(k[4], (N, M)),
-    }
+    return normals(1, W=(M, D), b=(M,), a=(D,), phi=(N, D), x=(N, M))
 
 
 def make_linear(c, subsample_size=None, mask=None):
@@ -56,17 +55,30 @@ def linear_analytic(c, z, idx, scale=1.0, mask=None):
 
 
 def particle_run(model, guide, sites, key, data=None, **kw):
-    """One particle: the guide trace (values optionally substituted), then the gradients."""
-    g = handlers.seed(guide, key) if data is None else handlers.substitute(guide, data=data)
-    tr = handlers.trace(handlers.seed(g, key)).get_trace()
-    return tr, sample_gradients(model, guide, (), {}, tr, sites, **kw)
+    """One particle under ``jit``: the guide's values (optionally substituted), and the gradients.
+
+    Compiling the whole particle once is much faster than JAX's op-by-op eager dispatch; eager
+    execution is checked against it in :func:`test_jit_vmap_equals_eager`.
+    """
+    flags = set()
+
+    def run(key, data):
+        g = guide if data is None else handlers.substitute(guide, data=data)
+        tr = handlers.trace(handlers.seed(g, key)).get_trace()
+        out = sample_gradients(model, guide, (), {}, tr, sites, **kw)
+        flags.update(out.nondifferentiable)
+        values = {k: s["value"] for k, s in tr.items() if s["type"] in ("sample", "plate")}
+        return values, out.df_dz
+
+    values, df_dz = jax.jit(run)(key, data)
+    return values, SampleGradients(df_dz, frozenset(flags))
 
 
 def test_bernoulli_matches_analytic(lin):
     model, guide = make_linear(lin)
     tr, out = particle_run(model, guide, ["z"], keys(0, 1)[0])
     assert out.df_dz["z"].shape == (N, D)
-    expected = linear_analytic(lin, tr["z"]["value"], jnp.arange(N))
+    expected = linear_analytic(lin, tr["z"], jnp.arange(N))
     np.testing.assert_allclose(out.df_dz["z"], expected, rtol=1e-5, atol=1e-5)
     assert out.nondifferentiable == frozenset()
 
@@ -74,8 +86,8 @@ def test_bernoulli_matches_analytic(lin):
 def test_subsampling_scale_uses_the_traced_indices(lin):
     model, guide = make_linear(lin, subsample_size=2)
     tr, out = particle_run(model, guide, ["z"], keys(3, 1)[0])
-    idx = tr["data"]["value"]
-    expected = linear_analytic(lin, tr["z"]["value"], idx, scale=N / 2)
+    idx = tr["data"]
+    expected = linear_analytic(lin, tr["z"], idx, scale=N / 2)
     assert out.df_dz["z"].shape == (2, D)
     np.testing.assert_allclose(out.df_dz["z"], expected, rtol=1e-5, atol=1e-5)
 
@@ -84,7 +96,7 @@ def test_mask_drops_masked_terms(lin):
     mask = jnp.array([True, False, True, False])
     model, guide = make_linear(lin, mask=mask)
     tr, out = particle_run(model, guide, ["z"], keys(4, 1)[0])
-    expected = linear_analytic(lin, tr["z"]["value"], jnp.arange(N), mask=mask)
+    expected = linear_analytic(lin, tr["z"], jnp.arange(N), mask=mask)
     np.testing.assert_allclose(out.df_dz["z"], expected, rtol=1e-5, atol=1e-5)
 
 
@@ -128,31 +140,23 @@ def smooth_one_hot(V, u, a, phi, x):
 
 @pytest.fixture(scope="module")
 def one_hot_problem():
-    k = keys(2, 5)
-    H = 3
-    return {
-        "V": jax.random.normal(k[0], (H, K)),
-        "u": jax.random.normal(k[1], (H,)),
-        "a": jax.random.normal(k[2], (K,)),
-        "phi": jax.random.normal(k[3], (N, K)),
-        "x": jax.random.normal(k[4], (N,)),
-    }
+    return normals(2, V=(3, K), u=(3,), a=(K,), phi=(N, K), x=(N,))
 
 
 def test_one_hot_route_matches_finite_differences(one_hot_problem):
     c = one_hot_problem
     model, guide, f = smooth_one_hot(c["V"], c["u"], c["a"], c["phi"], c["x"])
     tr, out = particle_run(model, guide, ["z"], keys(6, 1)[0])
-    v = np.asarray(jax.nn.one_hot(tr["z"]["value"], K), dtype=np.float64)
+    v = np.asarray(jax.nn.one_hot(tr["z"], K), dtype=np.float64)
     assert out.df_dz["z"].shape == (N, K)
-    h = 1e-3  # float32 central differences of a smooth function
+    h = 1e-6  # float64 (tests/conftest.py enables x64)
     f = jax.jit(f)
     fd = np.zeros_like(v)
     for idx in np.ndindex(*v.shape):
         e = np.zeros_like(v)
         e[idx] = h
         fd[idx] = (f(jnp.asarray(v + e)) - f(jnp.asarray(v - e))) / (2 * h)
-    np.testing.assert_allclose(out.df_dz["z"], fd, rtol=2e-3, atol=2e-3)
+    np.testing.assert_allclose(out.df_dz["z"], fd, rtol=1e-6, atol=1e-6)
     assert out.nondifferentiable == frozenset()
 
 
@@ -204,7 +208,7 @@ def test_two_site_chain_is_the_downstream_cost():
             numpyro.sample("z2", dist.Bernoulli(logits=c2 + d2 * z1))
 
     tr, out = particle_run(model, guide, ["z1", "z2"], keys(8, 1)[0])
-    z1, z2 = tr["z1"]["value"], tr["z2"]["value"]
+    z1, z2 = tr["z1"], tr["z2"]
     g2 = (a2 + e * z1) + w * (x - w * z2) / SIGMA**2 - (c2 + d2 * z1)
     sig = jax.nn.sigmoid
     g1 = a1 + e * (z2 - sig(a2 + e * z1)) - phi1 - d2 * (z2 - sig(c2 + d2 * z1))
@@ -245,15 +249,15 @@ def test_unsupported_sites_are_named():
 def test_linear_log_prob_has_the_log_prob_gradient():
     fn = dist.Bernoulli(probs=jnp.array([[0.3, 0.8]])).expand([4, 2]).to_event(1)
     z = jnp.array([[0.0, 1.0]] * 4)
-    g_lp = jax.grad(lambda v: fn.log_prob(v).sum())(z)
-    g_lin = jax.grad(lambda v: linear_log_prob(fn, v).sum())(z)
+    g_lp = jax.jit(jax.grad(lambda v: fn.log_prob(v).sum()))(z)
+    g_lin = jax.jit(jax.grad(lambda v: linear_log_prob(fn, v).sum()))(z)
     np.testing.assert_allclose(g_lin, g_lp, rtol=1e-6)
     with pytest.raises(ValueError, match="Normal"):
         linear_log_prob(dist.Normal(0.0, 1.0), z)
 
 
-def test_jit_vmap_equals_eager(lin, one_hot_problem):
-    """Inside the losses' particle vmap under jit: the same numbers, the flags collected inside."""
+def mixed_programs(lin, one_hot_problem):
+    """A subsampled Bernoulli site and a one-hot-route categorical site in one program."""
     c = one_hot_problem
     lin_model, lin_guide = make_linear(lin, subsample_size=2)
     oh_model, oh_guide, _ = smooth_one_hot(c["V"], c["u"], c["a"], c["phi"], c["x"])
@@ -268,24 +272,44 @@ def test_jit_vmap_equals_eager(lin, one_hot_problem):
         with handlers.scope(prefix="oh"):
             oh_guide()
 
-    sites = ["z", "oh/z"]
-    one_hot = {"oh/z": "oh/z_one_hot"}
     flags = set()
 
     def one(key):
-        _, out = particle_run(model, guide, sites, key, one_hot_sites=one_hot)
+        tr = handlers.trace(handlers.seed(guide, key)).get_trace()
+        out = sample_gradients(
+            model, guide, (), {}, tr, ["z", "oh/z"], one_hot_sites={"oh/z": "oh/z_one_hot"}
+        )
         flags.update(out.nondifferentiable)
         return out.df_dz
 
+    return one, flags
+
+
+def test_particle_vmap_under_jit(lin, one_hot_problem):
+    """Inside the losses' particle vmap under jit: each particle's numbers, flags collected inside."""
+    one, flags = mixed_programs(lin, one_hot_problem)
     particle_keys = keys(11, P)
-    jitted = jax.jit(jax.vmap(one))(particle_keys)
-    assert jitted["z"].shape == (P, 2, D)
-    assert jitted["oh/z"].shape == (P, N, K)
+    batched = jax.jit(jax.vmap(one))(particle_keys)
+    assert batched["z"].shape == (P, 2, D)
+    assert batched["oh/z"].shape == (P, N, K)
     assert flags == set()
+    single = jax.jit(one)
     for p, key in enumerate(particle_keys):
-        eager = one(key)
-        for name in sites:
-            np.testing.assert_allclose(jitted[name][p], eager[name], rtol=1e-5, atol=1e-5)
+        alone = single(key)
+        for name in ("z", "oh/z"):
+            np.testing.assert_allclose(batched[name][p], alone[name], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.slow
+def test_jit_equals_eager(lin, one_hot_problem):
+    """Op-by-op eager execution (many small compilations, hence slow) gives the jitted numbers."""
+    one, flags = mixed_programs(lin, one_hot_problem)
+    key = keys(11, 1)[0]
+    jitted = jax.jit(one)(key)
+    eager = one(key)
+    assert flags == set()
+    for name in ("z", "oh/z"):
+        np.testing.assert_allclose(jitted[name], eager[name], rtol=1e-10, atol=1e-12)
 
 
 def test_pyro_and_numpyro_agree(lin, one_hot_problem):
@@ -342,8 +366,9 @@ def test_pyro_and_numpyro_agree(lin, one_hot_problem):
     c = tr.nodes["c"]["value"].argmax(-1).numpy()
 
     def one(key, z, c):
-        _, out = particle_run(np_model, np_guide, ["z", "c"], key, data={"z": z, "c": c})
-        return out.df_dz
+        g = handlers.substitute(np_guide, data={"z": z, "c": c})
+        tr = handlers.trace(handlers.seed(g, key)).get_trace()
+        return sample_gradients(np_model, np_guide, (), {}, tr, ["z", "c"]).df_dz
 
     out = jax.jit(jax.vmap(one))(keys(12, P), jnp.asarray(z, dtype=jnp.int32), jnp.asarray(c))
     for name in ("z", "c"):
