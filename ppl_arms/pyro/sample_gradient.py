@@ -172,6 +172,17 @@ def _replay_trace(guide_trace: Trace, leaves: dict[str, torch.Tensor]) -> Trace:
     return tr
 
 
+def _with_model_subsamples(guide_trace: Trace, model_trace: Trace | None) -> Trace:
+    """``guide_trace`` plus the subsample sites of ``model_trace`` that it lacks."""
+    if model_trace is None:
+        return guide_trace
+    tr = guide_trace.copy()
+    for name, site in model_trace.nodes.items():
+        if site_is_subsample(site) and name not in tr.nodes:
+            tr.nodes[name] = site
+    return tr
+
+
 def _site_log_prob(site: dict, value: torch.Tensor) -> torch.Tensor:
     lp = site["fn"].log_prob(value, *site["args"], **site["kwargs"])
     return scale_and_mask(lp, site["scale"], site["mask"]).sum()
@@ -212,6 +223,7 @@ def sample_gradients(
     kwargs: dict,
     guide_trace: Trace,
     sites: Iterable[str],
+    model_trace: Trace | None = None,
 ) -> SampleGradients:
     r"""Per particle, the gradient of the learning signal with respect to the chosen sites' values.
 
@@ -236,6 +248,9 @@ def sample_gradients(
             ``prune_subsample_sites`` (its subsample sites fix the plates' indices in the replay).
         sites: Names of discrete guide sites (Bernoulli, OneHotCategorical or Categorical,
             possibly under ``to_event``, ``.mask``, ``.expand``).
+        model_trace: Optionally the model trace of the same run, also before pruning: the
+            subsample sites of plates that only the model has are replayed from it (without it,
+            such plates draw new indices, which costs variance but no bias).
 
     Returns:
         :class:`SampleGradients`: ``df_dz[name]`` of shape ``[P, *batch, *event]`` (Bernoulli) or
@@ -266,7 +281,8 @@ def sample_gradients(
             new_guide = poutine.trace(poutine.replay(guide, trace=replay)).get_trace(
                 *args, **kwargs
             )
-            new_model = poutine.trace(poutine.replay(model, trace=new_guide)).get_trace(
+            model_replay = _with_model_subsamples(new_guide, model_trace)
+            new_model = poutine.trace(poutine.replay(model, trace=model_replay)).get_trace(
                 *args, **kwargs
             )
             rest, own = _costs(new_model, new_guide, leaves)

@@ -270,3 +270,27 @@ def test_provenance_tracked_trace(linear_gaussian):
     expected = linear_analytic(c, torch.as_tensor(z).detach().clone(), torch.arange(N))
     torch.testing.assert_close(out.df_dz["z"], expected)
     assert type(out.df_dz["z"]) is torch.Tensor
+
+
+def test_model_only_subsampled_plate_replays_from_the_model_trace():
+    """A plate only the model has: its indices come from ``model_trace`` when given."""
+    a, phi, w = torch.tensor(0.2), torch.tensor(-0.5), 1.3
+    y = torch.arange(6.0) - 2.0
+
+    def model():
+        z = pyro.sample("z", dist.Bernoulli(logits=a))
+        with pyro.plate("obs", 6, subsample_size=2) as idx:
+            pyro.sample("y", dist.Normal(w * z, 1.0), obs=y[idx])
+
+    def guide():
+        pyro.sample("z", dist.Bernoulli(logits=phi))
+
+    tr = guide_trace(guide)
+    model_tr = poutine.trace(poutine.replay(particles(model), trace=tr)).get_trace()
+    idx = model_tr.nodes["obs"]["value"]
+    out = sample_gradients(
+        particles(model), particles(guide), (), {}, tr, ["z"], model_trace=model_tr
+    )
+    z = tr.nodes["z"]["value"]
+    lik = 3.0 * (w * (y[idx] - w * z)).sum(-1, keepdim=True)  # scale 6 / 2
+    torch.testing.assert_close(out.df_dz["z"], lik + a - phi)
