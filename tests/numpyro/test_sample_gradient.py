@@ -374,3 +374,47 @@ def test_pyro_and_numpyro_agree(lin, one_hot_problem):
     for name in ("z", "c"):
         assert out_pyro.df_dz[name].shape == out[name].shape
         np.testing.assert_allclose(out[name], out_pyro.df_dz[name].numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_inside_grad_of_a_loss_with_params(lin):
+    """As the losses use it: ``jit(grad(loss))`` over params, particle ``vmap`` inside, flags too."""
+    mu = jnp.array([-1.0, 2.0])
+
+    def model():
+        w = numpyro.param("w", 1.0)
+        with numpyro.plate("data", N):
+            z = numpyro.sample("z", dist.Bernoulli(logits=lin["a"]).to_event(1))
+            mean = w * (z @ lin["W"].T) + lin["b"]
+            numpyro.sample("x", dist.Normal(mean, SIGMA).to_event(1), obs=lin["x"])
+            s = numpyro.sample("s", dist.Bernoulli(logits=0.3))
+            numpyro.sample("y", dist.Normal(jnp.where(s == 1, mu[1], mu[0]), 1.0), obs=0.5)
+
+    def guide():
+        phi = numpyro.param("phi", jnp.zeros((N, D)))
+        with numpyro.plate("data", N):
+            numpyro.sample("z", dist.Bernoulli(logits=phi).to_event(1))
+            numpyro.sample("s", dist.Bernoulli(logits=-0.2))
+
+    flags = set()
+
+    def loss(params, key):
+        def one(k):
+            tr = handlers.trace(
+                handlers.substitute(handlers.seed(guide, k), data=params)
+            ).get_trace()
+            out = sample_gradients(model, guide, (), {}, tr, ["z", "s"], param_map=params)
+            flags.update(out.nondifferentiable)
+            w, phi, z = params["w"], params["phi"], tr["z"]["value"]
+            resid = lin["x"] - w * z @ lin["W"].T - lin["b"]
+            expected = w * resid @ lin["W"] / SIGMA**2 + lin["a"] - phi
+            return out.df_dz, expected, jnp.sum(phi**2) + w * jnp.sum(out.df_dz["z"])
+
+        df_dz, expected, value = jax.vmap(one)(jax.random.split(key, P))
+        return jnp.sum(value), (df_dz, expected)
+
+    params = {"w": jnp.asarray(1.7), "phi": normals(3, phi=(N, D))["phi"]}
+    grads, (df_dz, expected) = jax.jit(jax.grad(loss, has_aux=True))(params, keys(13, 1)[0])
+    np.testing.assert_allclose(df_dz["z"], expected, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(df_dz["s"], jnp.full((P, N), 0.3 + 0.2), rtol=1e-12)
+    assert flags == {"s"}
+    np.testing.assert_allclose(grads["phi"], P * 2 * params["phi"], rtol=1e-12)  # df_dz detached
