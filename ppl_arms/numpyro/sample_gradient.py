@@ -40,8 +40,10 @@ comparisons or integer operations (``mu[z]``, ``jnp.where(z == 1, a, b)``) the r
 no gradient path. That is detected structurally at trace time (the cotangent map of the rest of
 ``f`` does not depend on its input, :func:`_unused_cotangents`), so it works under ``jit`` and
 ``vmap``: such sites are reported in :attr:`SampleGradients.nondifferentiable` and their gradient
-is the own terms only (Bernoulli: prior logit minus guide logit). A model that *indexes* with a
-Bernoulli value (``mu[z]``) cannot run on a float value at all; write ``mu[z.astype(int)]``.
+is the own terms only (Bernoulli: prior logit minus guide logit). A program that cannot run on a
+float value at all (it indexes with it, ``mu[z]``, or applies bitwise operations: a ``TypeError``
+or ``IndexError`` while tracing) is replayed with the recorded values instead, and all its
+Bernoulli sites get their own terms only and are reported.
 """
 
 from __future__ import annotations
@@ -287,33 +289,43 @@ def sample_gradients(
             leaves[name] = jnp.asarray(value, dtype=dtype)
     routed: dict[str, bool] = {}
 
-    def costs(leaves: dict[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
-        floats = {name: leaves[name] for name in sites if name not in deterministic}
-        replay_trace = {
-            **guide_trace,
-            **{name: {**guide_trace[name], "value": v} for name, v in floats.items()},
-        }
-        guide_fn = substitute(replay(seed(guide, guide_key), replay_trace), data=param_map)
-        new_guide = trace(guide_fn).get_trace(*args, **kwargs)
-        data = {**param_map, **{det: leaves[name] for name, det in deterministic.items()}}
-        model_fn = substitute(replay(seed(model, model_key), new_guide), data=data)
-        new_model = trace(model_fn).get_trace(*args, **kwargs)
-        for name, det in deterministic.items():
-            routed[name] = new_model.get(det, {}).get("type") == "deterministic"
-        rest = jnp.zeros((), dtype)
-        own = jnp.zeros((), dtype)
-        for sign, tr in ((1.0, new_model), (-1.0, new_guide)):
-            for name, site in tr.items():
-                if site["type"] != "sample":
-                    continue
-                value = site["value"]
-                if name in leaves:
-                    own = own + sign * _scaled(site, linear_log_prob(site["fn"], leaves[name]))
-                    value = lax.stop_gradient(value)
-                rest = rest + sign * _log_prob(site, value)
-        return rest, own
+    def costs_with(as_float: frozenset[str]) -> Callable:
+        def costs(leaves: dict[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
+            floats = {name: leaves[name] for name in as_float}
+            replay_trace = {
+                **guide_trace,
+                **{name: {**guide_trace[name], "value": v} for name, v in floats.items()},
+            }
+            guide_fn = substitute(replay(seed(guide, guide_key), replay_trace), data=param_map)
+            new_guide = trace(guide_fn).get_trace(*args, **kwargs)
+            data = {**param_map, **{det: leaves[name] for name, det in deterministic.items()}}
+            model_fn = substitute(replay(seed(model, model_key), new_guide), data=data)
+            new_model = trace(model_fn).get_trace(*args, **kwargs)
+            for name, det in deterministic.items():
+                routed[name] = new_model.get(det, {}).get("type") == "deterministic"
+            rest = jnp.zeros((), dtype)
+            own = jnp.zeros((), dtype)
+            for sign, tr in ((1.0, new_model), (-1.0, new_guide)):
+                for name, site in tr.items():
+                    if site["type"] != "sample":
+                        continue
+                    value = site["value"]
+                    if name in leaves:
+                        linear = linear_log_prob(site["fn"], leaves[name])
+                        own = own + sign * _scaled(site, linear)
+                        value = lax.stop_gradient(value)
+                    rest = rest + sign * _log_prob(site, value)
+            return rest, own
 
-    (rest, own), vjp = jax.vjp(costs, leaves)
+        return costs
+
+    bernoulli = frozenset(name for name in sites if name not in deterministic)
+    try:
+        (rest, own), vjp = jax.vjp(costs_with(bernoulli), leaves)
+    except (TypeError, IndexError):
+        # A program that cannot run on float values (it indexes with one, or uses bitwise ops):
+        # replay the recorded values; only the sites' own terms then carry a gradient.
+        (rest, own), vjp = jax.vjp(costs_with(frozenset()), leaves)
     one, zero = jnp.ones_like(rest), jnp.zeros_like(own)
     (g_rest,) = vjp((one, zero))
     (g_own,) = vjp((zero, one))

@@ -217,14 +217,19 @@ def test_two_site_chain_is_the_downstream_cost():
     assert out.nondifferentiable == frozenset()
 
 
-@pytest.mark.parametrize("use", ["where", "index"])
+@pytest.mark.parametrize("use", ["where", "index", "int_index"])
 def test_nondifferentiable_model_keeps_own_terms_and_is_reported(use):
     a, phi, mu = 0.3, jnp.array([0.5, -1.0]), jnp.array([-1.0, 2.0])
 
     def model():
         with numpyro.plate("d", 2):
             z = numpyro.sample("z", dist.Bernoulli(logits=a))
-            mean = jnp.where(z == 1, mu[1], mu[0]) if use == "where" else mu[z.astype(int)]
+            means = {
+                "where": lambda: jnp.where(z == 1, mu[1], mu[0]),
+                "index": lambda: mu[z.astype(int)],
+                "int_index": lambda: mu[z],  # fails on a float z: replayed with the int value
+            }
+            mean = means[use]()
             numpyro.sample("x", dist.Normal(mean, 1.0), obs=jnp.array([0.5, 1.5]))
 
     def guide():
