@@ -9,13 +9,14 @@
 import os
 
 os.environ.setdefault("JAX_ENABLE_X64", "1")
-# Tests compile many small programs once each and run them briefly: XLA's cheapest backend
-# optimisation halves the compile time (numbers agree to float64 rounding). Speed is measured in
-# the benchmarks, never in tests.
+# Tests compile many small programs once each and run them briefly (an eager NumPyro loss call
+# compiles a few hundred primitives): XLA's cheapest backend optimisation halves the compile time,
+# and the classic CPU fusion codegen (no fusion emitters) halves it again; numbers agree to float64
+# rounding. Speed is measured in the benchmarks, with XLA's defaults, never in tests.
 os.environ.setdefault(
     "XLA_FLAGS",
     "--xla_cpu_multi_thread_eigen=false --xla_backend_optimization_level=0 "
-    "--xla_llvm_disable_expensive_passes=true",
+    "--xla_llvm_disable_expensive_passes=true --xla_cpu_use_fusion_emitters=false",
 )
 
 import jax

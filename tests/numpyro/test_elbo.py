@@ -34,7 +34,15 @@ def guide(x):
         numpyro.sample("z", dist.Bernoulli(logits=phi))
 
 
-@pytest.mark.parametrize("loss", LOSSES, ids=repr)
+@pytest.mark.parametrize(
+    "loss",
+    # VIMCO takes the IWAE loss's path; it compiles for seconds and proves nothing new by default.
+    [
+        pytest.param(x, marks=pytest.mark.slow) if getattr(x, "estimator", None) == "vimco" else x
+        for x in LOSSES
+    ],
+    ids=repr,
+)
 def test_jit_equals_eager(loss):
     params = {"phi": jnp.array([0.5, -1.0, 1.5])}
     key = jax.random.key(3)

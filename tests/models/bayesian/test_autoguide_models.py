@@ -99,8 +99,18 @@ def _run_pyro(model, args, latent_dims, observed_dims):
     return idata, table
 
 
-@pytest.mark.parametrize("backend", ["numpyro", "pyro"])
-@pytest.mark.parametrize("name", sorted(CASES))
+def _covering(names):
+    """Every model in Pyro and one in NumPyro by default (each NumPyro case compiles a fit, an
+    export and a diagnostics run: 6-18 s); every pair with ``-m slow``. The NumPyro autoguide's own
+    tests run by default in ``tests/numpyro/test_autoguide.py``."""
+    return [
+        pytest.param(name, backend, marks=() if backend == "pyro" or i == 0 else pytest.mark.slow)
+        for i, name in enumerate(sorted(names, reverse=True))
+        for backend in ("numpyro", "pyro")
+    ]
+
+
+@pytest.mark.parametrize(("name", "backend"), _covering(CASES))
 def test_autoguide_fits_exports_and_diagnoses_every_model(name, backend):
     models, args, latent_dims, observed_dims = CASES[name]
     run = _run_numpyro if backend == "numpyro" else _run_pyro
