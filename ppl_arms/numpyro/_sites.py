@@ -8,63 +8,17 @@ A discrete guide site may wrap its Bernoulli or Categorical in ``Independent`` (
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import jax
 import jax.numpy as jnp
 from numpyro import distributions as dist
 from numpyro.distributions import ExpandedDistribution, Independent, MaskedDistribution
 
+from ppl_arms._sites import SiteDistribution
 from ppl_arms.core.estimators import DistKind
 
 __all__ = ["SiteDistribution", "unwrap"]
 
 _BERNOULLI = (dist.BernoulliProbs, dist.BernoulliLogits)
 _CATEGORICAL = (dist.CategoricalProbs, dist.CategoricalLogits)
-
-
-@dataclass
-class SiteDistribution:
-    """A site's distribution, unwrapped.
-
-    Attributes:
-        kind: Bernoulli, categorical, or other.
-        fn: The site's (wrapped) distribution.
-        base: The innermost distribution.
-        coord_shape: Shape of one sample (``batch_shape + event_shape`` of ``fn``).
-        event_ndims: ``len(fn.event_shape)``: trailing coordinate dims summed in ``log_prob``.
-        reinterpreted_ndims: Total ``Independent`` dims (for :meth:`unmasked_log_prob`).
-        mask: Boolean mask broadcast to ``coord_shape``, or ``None`` when unmasked.
-    """
-
-    kind: DistKind
-    fn: dist.Distribution
-    base: dist.Distribution
-    coord_shape: tuple[int, ...]
-    event_ndims: int
-    reinterpreted_ndims: int
-    mask: jax.Array | None
-
-    def logits(self) -> jax.Array:
-        """Differentiable logits broadcast to ``coord_shape`` (``+ (K,)`` for categorical)."""
-        logits = self.base.logits
-        if self.kind is DistKind.CATEGORICAL:
-            return jnp.broadcast_to(logits, self.coord_shape + logits.shape[-1:])
-        return jnp.broadcast_to(logits, self.coord_shape)
-
-    @property
-    def num_categories(self) -> int:
-        """``K`` for categorical sites, 2 for Bernoulli, 0 otherwise."""
-        if self.kind is DistKind.CATEGORICAL:
-            return int(jnp.shape(self.base.logits)[-1])
-        return 2 if self.kind is DistKind.BERNOULLI else 0
-
-    def unmasked_log_prob(self, value: jax.Array) -> jax.Array:
-        """``log q(value)`` per batch element, ignoring masks and scales (the score's base)."""
-        lp = self.base.log_prob(value)
-        if self.reinterpreted_ndims:
-            lp = jnp.sum(lp, axis=tuple(range(-self.reinterpreted_ndims, 0)))
-        return jnp.broadcast_to(lp, self.coord_shape[: len(self.coord_shape) - self.event_ndims])
 
 
 def unwrap(fn: dist.Distribution) -> SiteDistribution:

@@ -1,29 +1,50 @@
-"""One particle's guide and model traces, with coupling, checks and per-site log-densities."""
+"""One particle's traces (coupled guide, model replay, log-densities) and their normaliser.
+
+:func:`particle_traces` runs the programs of one particle inside the particle ``vmap``;
+:func:`normalise` turns its traces into backend-neutral records (:mod:`ppl_arms._records`); the
+particle's outputs leave the ``vmap`` as :class:`ParticleOutputs`, a typed pytree whose static
+fields (the site plans inside the carriers, the sites' labels, the bound's scale) travel in its
+tree structure.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 from numpyro.handlers import replay, seed, substitute, trace
 from numpyro.infer.util import _without_rsample_stop_gradient
 from numpyro.util import check_model_guide_match
 
-from ppl_arms.config import log_density_error
+from ppl_arms._checks import check_guide_covers_model, check_log_densities
+from ppl_arms._records import Frame, Latent, SiteRecord, Traces
+from ppl_arms.core import carriers
+from ppl_arms.core.estimators import DistKind
 from ppl_arms.numpyro._shapes import check_plate_dims
 from ppl_arms.numpyro.coupling import Coupling
 
 __all__ = [
+    "ParticleOutputs",
     "ParticleTraces",
-    "check_log_densities",
-    "nonfinite_log_densities",
+    "check_finite",
+    "normalise",
     "particle_traces",
     "seed_plates",
 ]
+
+for _carrier in (
+    carriers.LogitCarrier,
+    carriers.ScoreCarrier,
+    carriers.BaseCarrier,
+    carriers.LogProbCarrier,
+    carriers.LogitBoundCarrier,
+    carriers.LogProbBoundCarrier,
+):
+    jax.tree_util.register_dataclass(_carrier)  # values leave the particle vmap as pytrees
 
 _PLATE_ONLY = ["sample", "prng_key", "control_flow"]
 
@@ -41,11 +62,6 @@ class ParticleTraces:
         self.guide_trace = guide_trace
         self.coupling = coupling
 
-    def sample_sites(self, which: str) -> dict[str, dict[str, Any]]:
-        """The ``sample`` sites of the ``"model"`` or ``"guide"`` trace."""
-        tr = self.model_trace if which == "model" else self.guide_trace
-        return {k: s for k, s in tr.items() if s["type"] == "sample"}
-
     def mutable_state(self) -> dict[str, Any]:
         """Values of ``numpyro.mutable`` sites (guide first, then model)."""
         state = {}
@@ -54,48 +70,91 @@ class ParticleTraces:
         return state
 
 
-def nonfinite_log_densities(traces: ParticleTraces) -> dict[str, jax.Array]:
-    """Per sample site, the sum of its non-finite ``log_prob`` entries (``0`` when all are finite).
+@jax.tree_util.register_dataclass
+@dataclass(frozen=True)
+class ParticleOutputs:
+    """What one particle returns from the particle ``vmap`` (batched along the particle axis).
 
-    A particle output for :func:`check_log_densities`; unused under ``jit``, where XLA drops it.
+    Attributes:
+        objective: The particle's ELBO ``[]``, or its log-weights over the bound's plates.
+        carriers: Per estimated site, its carrier (with its plan as static fields).
+        signals: Per estimated site, its learning signal (ELBO losses; else empty).
+        mutable: Values of ``numpyro.mutable`` sites.
+        log_densities: Each sample site's summed log-density
+            (:func:`~ppl_arms._checks.log_density_sums`), or ``None``.
+        labels: The sites of ``log_densities`` (static).
+        scale: The bound's subsampling scale (static; IWAE).
     """
-    out = {}
-    for which in ("model", "guide"):
-        for name, site in traces.sample_sites(which).items():
-            lp = lax.stop_gradient(jnp.asarray(site["log_prob"]))
-            out[f"{which} site '{name}'"] = jnp.sum(jnp.where(jnp.isfinite(lp), 0.0, lp))
-    return out
+
+    objective: jax.Array
+    carriers: tuple[Any, ...]
+    signals: tuple[jax.Array, ...]
+    mutable: dict[str, Any]
+    log_densities: jax.Array | None
+    labels: tuple[str, ...] = field(metadata={"static": True})
+    scale: float = field(default=1.0, metadata={"static": True})
+
+    def first_mutable(self) -> dict[str, Any] | None:
+        """The mutable state of the first particle (``None`` without mutable sites)."""
+        return jax.tree.map(lambda x: x[0], self.mutable) if self.mutable else None
 
 
-def check_log_densities(nonfinite: dict[str, jax.Array]) -> None:
-    """Raise :func:`~ppl_arms.config.log_density_error` for a site with a non-finite log-density.
+def check_finite(out: ParticleOutputs) -> None:
+    """Raise :func:`~ppl_arms.config.log_density_error` for a non-finite log-density.
 
     Only concrete values are checked (an eager call); under ``jit``, ``grad`` or ``vmap`` the
     values are tracers and the loss reports the infinity instead (see ``docs/errors.md``).
+    """
+    if out.log_densities is None or isinstance(out.log_densities, jax.core.Tracer):
+        return
+    check_log_densities(out.labels, np.asarray(out.log_densities))
+
+
+def _frames(site: dict[str, Any], tr: dict[str, Any]) -> frozenset[Frame]:
+    return frozenset(
+        Frame(f.name, f.dim, f.size, tr[f.name]["args"][0]) for f in site["cond_indep_stack"]
+    )
+
+
+def _latent(site: dict[str, Any], coupling: Coupling) -> Latent:
+    name, value = site["name"], site["value"]
+    plan, info = coupling.plans[name], coupling.distributions[name]
+    params = info.unmasked_log_prob(value) if plan.kind is DistKind.OTHER else info.logits()
+    scale = site["scale"]
+    if scale is not None:
+        scale = jnp.broadcast_to(jnp.asarray(scale, params.dtype), info.batch_shape)
+    return Latent(plan, value, params, info.mask, scale)
+
+
+def _records(
+    tr: dict[str, Any], deps: Mapping[str, frozenset[str]], coupling: Coupling | None
+) -> tuple[SiteRecord, ...]:
+    return tuple(
+        SiteRecord(
+            name,
+            site["log_prob"],
+            _frames(site, tr),
+            frozenset(deps.get(name, ())),
+            _latent(site, coupling) if coupling and name in coupling.plans else None,
+        )
+        for name, site in tr.items()
+        if site["type"] == "sample"
+    )
+
+
+def normalise(traces: ParticleTraces, deps: tuple[Mapping, Mapping] | None = None) -> Traces:
+    """The records of one particle's traces.
 
     Args:
-        nonfinite: The per-particle outputs of :func:`nonfinite_log_densities`.
+        traces: The particle's traces.
+        deps: Model and guide provenance (:func:`numpyro.infer.elbo.get_nonreparam_deps`) for
+            dependency-graph signals, or ``None``.
     """
-    labels = sorted(nonfinite, key=lambda label: not label.startswith("model"))
-    for label in labels:
-        values = nonfinite[label]
-        if isinstance(values, jax.core.Tracer):
-            return
-        values = np.asarray(values)
-        bad = values[~np.isfinite(values)]
-        if bad.size:
-            raise log_density_error(label, -np.inf if np.any(bad == -np.inf) else float(bad[0]))
-
-
-def _check_guide_covers_model(model_trace: dict, guide_trace: dict) -> None:
-    for name, site in model_trace.items():
-        if site["type"] == "sample" and not site["is_observed"] and name not in guide_trace:
-            kind = "discrete" if not site["fn"].has_rsample else "continuous"
-            raise ValueError(
-                f"model site '{name}' is a {kind} latent variable that the guide does not sample; "
-                "it would be drawn from the prior and bias the objective. Add a sample site "
-                f"named '{name}' to the guide (or observe it in the model)."
-            )
+    model_deps, guide_deps = deps or ({}, {})
+    return Traces(
+        _records(traces.model_trace, model_deps, None),
+        _records(traces.guide_trace, guide_deps, traces.coupling),
+    )
 
 
 def _add_log_probs(tr: dict) -> None:
@@ -140,7 +199,12 @@ def particle_traces(
         guide_trace = trace(handler).get_trace(*args, **kwargs)
     model_fn = substitute(replay(seed(model, model_key), guide_trace), data=param_map)
     model_trace = trace(model_fn).get_trace(*args, **kwargs)
-    _check_guide_covers_model(model_trace, guide_trace)
+    latents = {
+        name: site["fn"].has_rsample
+        for name, site in model_trace.items()
+        if site["type"] == "sample" and not site["is_observed"]
+    }
+    check_guide_covers_model(latents, guide_trace)
     check_model_guide_match(model_trace, guide_trace)
     check_plate_dims("guide", guide_trace)
     check_plate_dims("model", model_trace)

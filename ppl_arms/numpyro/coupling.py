@@ -16,7 +16,6 @@ unbatched, so the loss gets the shared mask and the common logits once, not once
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import jax
@@ -24,31 +23,21 @@ import jax.numpy as jnp
 from jax import lax, random
 from numpyro.primitives import Messenger
 
-from ppl_arms.config import EstimatorConfig, check_latent_site
+from ppl_arms._planning import plan_site
+from ppl_arms._records import SitePlan
+from ppl_arms.config import EstimatorConfig
+from ppl_arms.core.carriers import Coupled
 from ppl_arms.core.copulas import NoiseKind
 from ppl_arms.core.estimators import DistKind, SiteEstimator
 from ppl_arms.numpyro._sites import SiteDistribution, unwrap
 
-__all__ = ["PARTICLE_AXIS", "Coupling", "SitePlan"]
+__all__ = ["PARTICLE_AXIS", "Coupling"]
 
 PARTICLE_AXIS = "_ppl_arms_particles"
 """The ``vmap`` axis name of the particles."""
 
 
-@dataclass(frozen=True)
-class SitePlan:
-    """Static (Python) facts about one non-reparameterised guide site, fixed at trace time."""
-
-    name: str
-    kind: DistKind
-    estimator: SiteEstimator
-    event_ndims: int
-
-
-def _draw(key: jax.Array, kind: NoiseKind, shape: tuple[int, ...], dtype: Any) -> jax.Array:
-    if kind is NoiseKind.NORMAL:
-        return random.normal(key, shape, dtype)
-    return random.uniform(key, shape, dtype)
+_DRAW = {NoiseKind.NORMAL: random.normal, NoiseKind.UNIFORM: random.uniform}
 
 
 class Coupling(Messenger):
@@ -63,6 +52,7 @@ class Coupling(Messenger):
             outside this range sample i.i.d. (the IWAE bound's own samples).
         num_particles: Size of the particle axis (default ``first + num_coupled``). When every
             particle is coupled, the i.i.d. fallback comes from the base noise (no second draw).
+        vimco: Refuse per-site estimators (``TraceARMS_IWAE(estimator='vimco')``).
 
     Attributes:
         shared: Per site, boolean ``[*coords]``: coordinates whose parameters are equal across
@@ -79,8 +69,10 @@ class Coupling(Messenger):
         first: int = 0,
         num_coupled: int | None = None,
         num_particles: int | None = None,
+        vimco: bool = False,
     ) -> None:
         super().__init__(fn)
+        self.vimco = vimco
         self.key = key
         self.config = config
         self.first = first
@@ -96,18 +88,30 @@ class Coupling(Messenger):
     def process_message(self, msg: dict[str, Any]) -> None:  # noqa: D102
         if msg["type"] != "sample" or msg["is_observed"]:
             return
-        name, fn, infer = msg["name"], msg["fn"], msg.get("infer") or {}
+        name, fn = msg["name"], msg["fn"]
         valued = "conditioned or substituted" if msg["value"] is not None else None
-        if check_latent_site(name, infer, fn.has_rsample, type(fn).__name__, valued):
+        infer = msg.get("infer") or {}
+        planned = plan_site(self.config, name, infer, fn, valued, unwrap, self.vimco)
+        if planned is None:
             return
-        site = unwrap(fn)
-        estimator = self.config.for_site(site.kind, name, infer)
-        if site.kind is DistKind.CATEGORICAL and site.num_categories == 1:
-            return  # one category: a fixed value with zero score; the host draws it, no estimator
-        self.plans[name] = SitePlan(name, site.kind, estimator, site.event_ndims)
-        self.distributions[name] = site
-        if not estimator.coupled:
-            return
+        plan, site = planned
+        self.plans[name], self.distributions[name] = plan, site
+        if plan.estimator.coupled:
+            msg["value"] = self._draw(name, plan.estimator, site, fn, msg["kwargs"]["rng_key"])
+
+    def coupled(self, name: str) -> Coupled:
+        """What the coupled particles of site ``name`` share (unbatched under the ``vmap``)."""
+        return Coupled(self.shared.get(name), self.lead.get(name))
+
+    def _draw(
+        self,
+        name: str,
+        estimator: SiteEstimator,
+        site: SiteDistribution,
+        fn: Any,
+        rng_key: jax.Array,
+    ) -> jax.Array:
+        """This particle's value: its row of the coupled draw where the parameters are shared."""
         index = lax.axis_index(PARTICLE_AXIS)
         in_range = (index >= self.first) & (index < self.first + self.num_coupled)
         logits = lax.stop_gradient(site.logits())
@@ -116,7 +120,7 @@ class Coupling(Messenger):
         self._counter += 1
         specs = estimator.noise_specs(self.num_coupled, site.coord_shape, site.num_categories)
         noise = tuple(
-            _draw(random.fold_in(site_key, j), spec.kind, spec.shape, dtype)
+            _DRAW[spec.kind](random.fold_in(site_key, j), spec.shape, dtype)
             for j, spec in enumerate(specs)
         )
         coupled = estimator.coupling(noise)  # unbatched: computed once for all particles
@@ -142,13 +146,11 @@ class Coupling(Messenger):
             shared = jnp.all(shared, axis=-1)
         independent = estimator.independent(noise) if self.all_coupled else None
         if independent is None:
-            z_own = fn.sample(msg["kwargs"]["rng_key"])
+            z_own = fn.sample(rng_key)
         else:
             # This particle's row of the i.i.d. base noise with its own parameters: an exact
             # i.i.d. sample where the parameters differ (no second random draw per site).
-            value_dtype = jax.eval_shape(fn.sample, msg["kwargs"]["rng_key"]).dtype
+            value_dtype = jax.eval_shape(fn.sample, rng_key).dtype
             z_own = estimator.sample(own_rows(independent), logits)[0].astype(value_dtype)
-        use = shared & in_range
-        msg["value"] = jnp.where(use, z_coupled.astype(z_own.dtype), z_own)
-        self.shared[name] = shared
-        self.lead[name] = hi
+        self.shared[name], self.lead[name] = shared, hi
+        return jnp.where(shared & in_range, z_coupled.astype(z_own.dtype), z_own)

@@ -3,34 +3,32 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-from jax import lax, random
+from jax import random
 from numpyro.infer import ELBO
-from numpyro.infer.elbo import MultiFrameTensor, get_nonreparam_deps
+from numpyro.infer.elbo import get_nonreparam_deps
 
+from ppl_arms._checks import check_signal_shape, log_density_labels, log_density_sums
+from ppl_arms._objectives import elbo_value, graph_signals, trace_signals
+from ppl_arms._records import Traces
 from ppl_arms.config import EstimatorConfig
-from ppl_arms.core.assembly import SiteArrays, elbo_surrogate
-from ppl_arms.core.estimators import DistKind
-from ppl_arms.core.surrogate import logit_score
+from ppl_arms.core.assembly import elbo_surrogate
+from ppl_arms.core.carriers import Coupled
 from ppl_arms.numpyro._trace import (
+    ParticleOutputs,
     ParticleTraces,
-    check_log_densities,
-    nonfinite_log_densities,
+    check_finite,
+    normalise,
     particle_traces,
     seed_plates,
 )
-from ppl_arms.numpyro.coupling import PARTICLE_AXIS, Coupling, SitePlan
+from ppl_arms.numpyro.coupling import PARTICLE_AXIS, Coupling
 
 __all__ = ["TraceARMS_ELBO", "TraceGraphARMS_ELBO"]
-
-
-_PARTICLE_OUTPUTS = ("elbo", "signals", "values", "scores", "mutable", "nonfinite")
-"""Per-particle outputs of the vmapped particle function (batched along the particle axis)."""
 
 
 def _shard_particles(keys: jax.Array, sharding: jax.sharding.Sharding | None) -> jax.Array:
@@ -53,10 +51,81 @@ def _check_vectorized(vectorize_particles: Any) -> None:
         )
 
 
-class _CoupledELBO(ELBO, ABC):
-    """Shared machinery: plate seeding, the coupled particle vmap, and the surrogate assembly."""
+class _ParticleLoss(ELBO, ABC):
+    """Shared machinery: plate seeding, the coupled particle ``vmap`` and the entry points.
+
+    Each particle returns :class:`~ppl_arms.numpyro._trace.ParticleOutputs` (batched along the
+    particle axis) and, per estimated site, the :class:`~ppl_arms.core.carriers.Coupled` facts its
+    coupling found by reductions over the particle axis (unbatched: once, not once per particle).
+    """
 
     can_infer_discrete = True
+    config: EstimatorConfig
+    particle_sharding: jax.sharding.Sharding | None
+    _num_sets = 1
+    """Particle sets of ``num_particles`` each (the IWAE bound's i.i.d. and coupled sets)."""
+
+    def _coupling(self, fn: Callable, key: jax.Array) -> Coupling:
+        return Coupling(fn, key, self.config)
+
+    @abstractmethod
+    def _particle(
+        self, traces: ParticleTraces, programs: tuple
+    ) -> tuple[ParticleOutputs, tuple[Coupled, ...]]:
+        """One particle's outputs, from its traces (``programs``: model, guide, params, args)."""
+
+    @abstractmethod
+    def _surrogate(self, out: ParticleOutputs, coupled: tuple[Coupled, ...]) -> jax.Array:
+        """The loss of all particles' outputs (value: the negated estimate)."""
+
+    def loss(
+        self,
+        rng_key: jax.Array,
+        param_map: dict[str, jax.Array],
+        model: Callable,
+        guide: Callable,
+        *args: Any,
+        **kwargs: Any,
+    ) -> jax.Array:
+        """Negated estimate whose gradient is the estimator (see the class docstring)."""
+        return self.loss_with_mutable_state(rng_key, param_map, model, guide, *args, **kwargs)[
+            "loss"
+        ]
+
+    def loss_with_mutable_state(
+        self,
+        rng_key: jax.Array,
+        param_map: dict[str, jax.Array],
+        model: Callable,
+        guide: Callable,
+        *args: Any,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        """Like :meth:`loss`, also returning the mutable state of the first particle."""
+        plate_key, couple_key, rng_key = random.split(rng_key, 3)
+        model = seed_plates(model, plate_key)
+        guide = seed_plates(guide, plate_key)
+        programs = (model, guide, param_map, args, kwargs)
+
+        def coupling(fn: Callable) -> Coupling:
+            return self._coupling(fn, couple_key)
+
+        def single_particle(key: jax.Array) -> tuple[ParticleOutputs, tuple[Coupled, ...]]:
+            traces = particle_traces(model, guide, param_map, args, kwargs, key, coupling)
+            return self._particle(traces, programs)
+
+        num = self._num_sets * self.num_particles
+        keys = _shard_particles(random.split(rng_key, num), self.particle_sharding)
+        out, coupled = jax.vmap(single_particle, axis_name=PARTICLE_AXIS, out_axes=(0, None))(keys)
+        check_finite(out)
+        return {"loss": self._surrogate(out, coupled), "mutable_state": out.first_mutable()}
+
+
+class _CoupledELBO(_ParticleLoss):
+    """The ELBO losses: learning signals per particle, chosen by the subclass (Trace or Graph)."""
+
+    _signals: Callable[[Traces], dict[str, jax.Array]]
+    """Per estimated site, the learning signal of each particle, summed to the site's plates."""
 
     def __init__(
         self,
@@ -79,120 +148,29 @@ class _CoupledELBO(ELBO, ABC):
             f"copula={c.copula!r}, categorical_coupling={c.categorical_coupling!r})"
         )
 
-    # -- per-particle learning signals: the Trace / TraceGraph difference -----------------------
+    def _provenance(self, traces: ParticleTraces, programs: tuple) -> tuple | None:
+        return None
 
-    @abstractmethod
-    def _signals(
-        self,
-        traces: ParticleTraces,
-        model: Callable,
-        guide: Callable,
-        param_map: dict,
-        args: tuple,
-        kwargs: dict,
-    ) -> dict[str, jax.Array]:
-        """Per discrete site, the learning signal of each particle, summed to the site's plates."""
+    def _particle(
+        self, traces: ParticleTraces, programs: tuple
+    ) -> tuple[ParticleOutputs, tuple[Coupled, ...]]:
+        records = normalise(traces, self._provenance(traces, programs))
+        signals = self._signals(records)
+        for site in records.latents:
+            check_signal_shape(site.name, jnp.shape(signals[site.name]), site.latent.batch_shape)
+        out = ParticleOutputs(
+            elbo_value(records, jnp.zeros(())),
+            tuple(s.latent.score_carrier() for s in records.latents),
+            tuple(signals[s.name] for s in records.latents),
+            traces.mutable_state(),
+            log_density_sums(records),
+            log_density_labels(records),
+        )
+        return out, tuple(traces.coupling.coupled(s.name) for s in records.latents)
 
-    # -- the loss ---------------------------------------------------------------------------------
-
-    def loss(
-        self,
-        rng_key: jax.Array,
-        param_map: dict[str, jax.Array],
-        model: Callable,
-        guide: Callable,
-        *args: Any,
-        **kwargs: Any,
-    ) -> jax.Array:
-        """Negative ELBO estimate whose gradient is the estimator (see the class docstring)."""
-        return self.loss_with_mutable_state(rng_key, param_map, model, guide, *args, **kwargs)[
-            "loss"
-        ]
-
-    def loss_with_mutable_state(
-        self,
-        rng_key: jax.Array,
-        param_map: dict[str, jax.Array],
-        model: Callable,
-        guide: Callable,
-        *args: Any,
-        **kwargs: Any,
-    ) -> dict[str, Any]:
-        """Like :meth:`loss`, also returning the mutable state of the first particle."""
-        plate_key, couple_key, rng_key = random.split(rng_key, 3)
-        model = seed_plates(model, plate_key)
-        guide = seed_plates(guide, plate_key)
-        plans: dict[str, SitePlan] = {}
-
-        def coupling(fn: Callable) -> Coupling:
-            return Coupling(fn, couple_key, self.config)
-
-        def single_particle(key: jax.Array) -> dict[str, Any]:
-            traces = particle_traces(model, guide, param_map, args, kwargs, key, coupling)
-            plans.update(traces.coupling.plans)
-            return self._particle_outputs(traces, model, guide, param_map, args, kwargs)
-
-        keys = _shard_particles(random.split(rng_key, self.num_particles), self.particle_sharding)
-        # The shared masks and common logits come from reductions over the particle axis, so
-        # they leave the vmap unbatched (once, not once per particle).
-        out_axes = {key: 0 for key in _PARTICLE_OUTPUTS} | {"shared": None, "lead": None}
-        out = jax.vmap(single_particle, axis_name=PARTICLE_AXIS, out_axes=out_axes)(keys)
-        check_log_densities(out["nonfinite"])
-        sites = [
-            SiteArrays(
-                plan.estimator,
-                plan.kind,
-                plan.event_ndims,
-                out["values"][name],
-                None,
-                shared=out["shared"].get(name),
-                signal=out["signals"][name],
-                lead=out["lead"].get(name),
-                score=out["scores"][name],
-            )
-            for name, plan in plans.items()
-        ]
-        loss = -elbo_surrogate(jnp.mean(out["elbo"]), sites)
-        mutable = jax.tree.map(lambda x: x[0], out["mutable"]) if out["mutable"] else None
-        return {"loss": loss, "mutable_state": mutable}
-
-    def _particle_outputs(
-        self,
-        traces: ParticleTraces,
-        model: Callable,
-        guide: Callable,
-        param_map: dict,
-        args: tuple,
-        kwargs: dict,
-    ) -> dict[str, Any]:
-        plans = traces.coupling.plans
-        elbo = jnp.zeros(())
-        for site in traces.sample_sites("model").values():
-            elbo = elbo + jnp.sum(site["log_prob"])
-        for name, site in traces.sample_sites("guide").items():
-            lp = jnp.sum(site["log_prob"])
-            elbo = elbo - (lax.stop_gradient(lp) if name in plans else lp)
-        values, scores = {}, {}
-        for name, plan in plans.items():
-            site = traces.guide_trace[name]
-            dist_info = traces.coupling.distributions[name]
-            values[name] = site["value"]
-            if plan.kind is DistKind.OTHER:
-                scores[name] = dist_info.unmasked_log_prob(site["value"])
-            else:
-                # the particle's score surrogate: [*coords], no K axis (the logits stay inside)
-                scores[name] = logit_score(plan.kind, site["value"], dist_info.logits())
-        signals = self._signals(traces, model, guide, param_map, args, kwargs)
-        return {
-            "elbo": elbo,
-            "signals": signals,
-            "values": values,
-            "scores": scores,
-            "shared": dict(traces.coupling.shared),
-            "lead": dict(traces.coupling.lead),
-            "mutable": traces.mutable_state(),
-            "nonfinite": nonfinite_log_densities(traces),
-        }
+    def _surrogate(self, out: ParticleOutputs, coupled: tuple[Coupled, ...]) -> jax.Array:
+        sites = list(zip(out.carriers, out.signals, coupled, strict=True))
+        return -elbo_surrogate(jnp.mean(out.objective), sites)
 
 
 class TraceARMS_ELBO(_CoupledELBO):
@@ -245,24 +223,7 @@ class TraceARMS_ELBO(_CoupledELBO):
         Multi-Sample Gradient Estimator." NeurIPS 2021.
     """
 
-    def _signals(
-        self,
-        traces: ParticleTraces,
-        model: Callable,
-        guide: Callable,
-        param_map: dict,
-        args: tuple,
-        kwargs: dict,
-    ) -> dict[str, jax.Array]:
-        costs = MultiFrameTensor()
-        for site in traces.sample_sites("model").values():
-            costs.add((site["cond_indep_stack"], lax.stop_gradient(site["log_prob"])))
-        for site in traces.sample_sites("guide").values():
-            costs.add((site["cond_indep_stack"], -lax.stop_gradient(site["log_prob"])))
-        return {
-            name: costs.sum_to(traces.guide_trace[name]["cond_indep_stack"])
-            for name in traces.coupling.plans
-        }
+    _signals = staticmethod(trace_signals)
 
 
 class TraceGraphARMS_ELBO(_CoupledELBO):
@@ -277,27 +238,13 @@ class TraceGraphARMS_ELBO(_CoupledELBO):
     Args are those of :class:`TraceARMS_ELBO`.
     """
 
-    def _signals(
-        self,
-        traces: ParticleTraces,
-        model: Callable,
-        guide: Callable,
-        param_map: dict,
-        args: tuple,
-        kwargs: dict,
-    ) -> dict[str, jax.Array]:
-        latents = {name: site["value"] for name, site in traces.sample_sites("guide").items()}
-        model_deps, guide_deps = get_nonreparam_deps(
-            model, guide, args, kwargs, param_map, latents=latents
-        )
-        downstream: dict[str, MultiFrameTensor] = defaultdict(MultiFrameTensor)
-        for sign, which, deps in ((1.0, "model", model_deps), (-1.0, "guide", guide_deps)):
-            for name, site in traces.sample_sites(which).items():
-                for key in deps[name]:
-                    downstream[key].add(
-                        (site["cond_indep_stack"], sign * lax.stop_gradient(site["log_prob"]))
-                    )
-        return {
-            name: downstream[name].sum_to(traces.guide_trace[name]["cond_indep_stack"])
-            for name in traces.coupling.plans
+    _signals = staticmethod(graph_signals)
+
+    def _provenance(self, traces: ParticleTraces, programs: tuple) -> tuple:
+        model, guide, param_map, args, kwargs = programs
+        latents = {
+            name: site["value"]
+            for name, site in traces.guide_trace.items()
+            if site["type"] == "sample"
         }
+        return get_nonreparam_deps(model, guide, args, kwargs, param_map, latents=latents)

@@ -9,55 +9,34 @@ gives per-coordinate logits broadcast to the value's coordinates and the combine
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from pyro.distributions import Bernoulli, Categorical, OneHotCategorical
 from pyro.distributions.torch_distribution import ExpandedDistribution, MaskedDistribution
+from pyro.ops.provenance import detach_provenance
 from torch.distributions import Distribution, Independent
 
+from ppl_arms._sites import SiteDistribution as _SiteDistribution
 from ppl_arms.core.estimators import DistKind
 
 __all__ = ["SiteDistribution", "broadcast_base", "unwrap"]
 
 
 @dataclass
-class SiteDistribution:
-    """A site's distribution, unwrapped.
+class SiteDistribution(_SiteDistribution):
+    """A Pyro site's distribution, unwrapped (see :class:`ppl_arms._sites.SiteDistribution`).
 
     Attributes:
-        kind: Bernoulli, categorical (integer or one-hot), or other.
-        fn: The site's (wrapped) distribution.
-        base: The innermost distribution.
         one_hot: Whether values are one-hot vectors (``OneHotCategorical``).
-        coord_shape: Shape of the coordinates: the value shape, without the one-hot axis.
-        event_ndims: Event dims of the coordinates (``to_event`` dims, without the one-hot axis).
-        reinterpreted_ndims: Total ``Independent`` dims (for :meth:`unmasked_log_prob`).
-        mask: Boolean mask broadcast to ``coord_shape`` (distribution masks and ``poutine.mask``),
-            or ``None``.
     """
 
-    kind: DistKind
-    fn: Distribution
-    base: Distribution
-    one_hot: bool
-    coord_shape: tuple[int, ...]
-    event_ndims: int
-    reinterpreted_ndims: int
-    mask: torch.Tensor | None
+    one_hot: bool = False
 
-    def logits(self) -> torch.Tensor:
-        """Differentiable logits broadcast to ``coord_shape`` (``+ (K,)`` for categorical)."""
-        logits = self.base.logits
-        if self.kind is DistKind.CATEGORICAL:
-            return logits.expand(self.coord_shape + logits.shape[-1:])
-        return logits.expand(self.coord_shape)
-
-    @property
-    def num_categories(self) -> int:
-        """``K`` for categorical sites, 2 for Bernoulli, 0 otherwise."""
-        if self.kind is DistKind.CATEGORICAL:
-            return int(self.base.logits.shape[-1])
-        return 2 if self.kind is DistKind.BERNOULLI else 0
+    @staticmethod
+    def _plain(x: Any) -> torch.Tensor:
+        """The tensor without the provenance of ``TraceGraphARMS_ELBO``."""
+        return detach_provenance(x)
 
     def coordinates(self, value: torch.Tensor) -> torch.Tensor:
         """Integer (or 0/1) coordinates of a value: argmax of one-hot values, else the value."""
@@ -75,13 +54,6 @@ class SiteDistribution:
         if self.kind is DistKind.CATEGORICAL:
             return z.long()
         return z.to(dtype)
-
-    def unmasked_log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        """``log q(value)`` per batch element, ignoring masks and scales (the score's base)."""
-        lp = self.base.log_prob(value)
-        if self.reinterpreted_ndims:
-            lp = lp.sum(tuple(range(-self.reinterpreted_ndims, 0)))
-        return lp.expand(self.fn.batch_shape)
 
 
 def broadcast_base(x: torch.Tensor) -> torch.Tensor | None:
@@ -160,4 +132,4 @@ def unwrap(fn: Distribution, site_mask: object = None) -> SiteDistribution:
         m = _as_mask(m, coord_shape, layer_event)
         if m is not None:
             mask = m if mask is None else mask & m
-    return SiteDistribution(kind, fn, inner, one_hot, coord_shape, event_ndims, reinterpreted, mask)
+    return SiteDistribution(kind, fn, inner, coord_shape, event_ndims, reinterpreted, mask, one_hot)

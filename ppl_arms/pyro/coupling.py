@@ -13,7 +13,6 @@ samples), they are shared by construction, and nothing is compared or drawn twic
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -21,31 +20,20 @@ from pyro.ops.provenance import detach_provenance
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.subsample_messenger import _Subsample
 
-from ppl_arms.config import EstimatorConfig, check_latent_site
+from ppl_arms._planning import plan_site
+from ppl_arms._records import SitePlan
+from ppl_arms.config import EstimatorConfig
+from ppl_arms.core.carriers import Coupled
 from ppl_arms.core.copulas import NoiseKind
 from ppl_arms.core.estimators import DistKind, SiteEstimator
 from ppl_arms.pyro._sites import SiteDistribution, unwrap
 
-__all__ = ["PARTICLE_PLATE", "Coupling", "SitePlan"]
+__all__ = ["PARTICLE_PLATE", "Coupling"]
 
 PARTICLE_PLATE = "num_particles_vectorized"
 """Name of Pyro's particle plate (``ELBO._vectorized_num_particles``)."""
 
-
-@dataclass(frozen=True)
-class SitePlan:
-    """Facts about one non-reparameterised guide site, fixed when it is first sampled."""
-
-    name: str
-    kind: DistKind
-    estimator: SiteEstimator
-    event_ndims: int
-
-
-def _draw(kind: NoiseKind, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
-    if kind is NoiseKind.NORMAL:
-        return torch.randn(shape, dtype=like.dtype, device=like.device)
-    return torch.rand(shape, dtype=like.dtype, device=like.device)
+_DRAW = {NoiseKind.NORMAL: torch.randn, NoiseKind.UNIFORM: torch.rand}
 
 
 class Coupling(Messenger):
@@ -57,16 +45,28 @@ class Coupling(Messenger):
         num_coupled: Number of coupled particles; particles outside
             ``first .. first + num_coupled - 1`` keep Pyro's i.i.d. draws (the IWAE bound's own).
         num_particles: Size of the particle plate.
+        vimco: Refuse per-site estimators (``TraceARMS_IWAE(estimator='vimco')``).
+
+    Attributes:
+        plans: Per estimated site, its plan; ``distributions``: its unwrapped distribution;
+            ``shared``: boolean ``[*coords]``, coordinates whose parameters are equal across the
+            coupled particles (only for sites whose parameters are not broadcast).
     """
 
     def __init__(
-        self, config: EstimatorConfig, first: int, num_coupled: int, num_particles: int
+        self,
+        config: EstimatorConfig,
+        first: int,
+        num_coupled: int,
+        num_particles: int,
+        vimco: bool = False,
     ) -> None:
         super().__init__()
         self.config = config
         self.first = first
         self.num_coupled = num_coupled
         self.num_particles = num_particles
+        self.vimco = vimco
         self.plans: dict[str, SitePlan] = {}
         self.distributions: dict[str, SiteDistribution] = {}
         self.shared: dict[str, torch.Tensor] = {}
@@ -74,10 +74,25 @@ class Coupling(Messenger):
     def _pyro_sample(self, msg: dict[str, Any]) -> None:
         if msg["is_observed"] or isinstance(msg["fn"], _Subsample):
             return
-        name, fn, infer = msg["name"], msg["fn"], msg.get("infer") or {}
+        name, fn = msg["name"], msg["fn"]
         valued = "conditioned or replayed" if msg["value"] is not None or msg["done"] else None
-        if check_latent_site(name, infer, fn.has_rsample, type(fn).__name__, valued):
+        infer = msg.get("infer") or {}
+        planned = plan_site(
+            self.config, name, infer, fn, valued, lambda d: self._unwrap(name, d, msg), self.vimco
+        )
+        if planned is None:
             return
+        plan, site = planned
+        self.plans[name], self.distributions[name] = plan, site
+        if plan.estimator.coupled:
+            with torch.no_grad():
+                msg["value"] = site.to_value(self._draw(name, plan.estimator, site, fn))
+
+    def coupled(self, name: str) -> Coupled:
+        """What the coupled particles of site ``name`` share."""
+        return Coupled(self.shared.get(name))
+
+    def _unwrap(self, name: str, fn: Any, msg: dict[str, Any]) -> SiteDistribution:
         site = unwrap(fn, msg.get("mask"))
         if not site.coord_shape or site.coord_shape[0] != self.num_particles:
             raise ValueError(
@@ -85,45 +100,40 @@ class Coupling(Messenger):
                 f"particle plate of size {self.num_particles}; set max_plate_nesting to the "
                 "number of plates of the model (or leave it unset to have it guessed)"
             )
-        estimator = self.config.for_site(site.kind, name, infer)
-        if site.kind is DistKind.CATEGORICAL and site.num_categories == 1:
-            return  # one category: a fixed value with zero score; the host draws it, no estimator
-        self.plans[name] = SitePlan(name, site.kind, estimator, site.event_ndims)
-        self.distributions[name] = site
-        if not estimator.coupled:
-            return
+        return site
+
+    def _draw(
+        self, name: str, estimator: SiteEstimator, site: SiteDistribution, fn: Any
+    ) -> torch.Tensor:
+        """The coordinates of all particles: coupled where the parameters are shared."""
         lo, hi = self.first, self.first + self.num_coupled
-        with torch.no_grad():
-            logits = detach_provenance(site.logits()).detach()
-            part = logits[lo:hi]
-            # Parameters broadcast along the particle plate (stride 0) are identical across
-            # particles by construction: no comparison and no i.i.d. fallback are needed.
-            structural = part.stride(0) == 0
-            specs = estimator.noise_specs(
-                self.num_coupled, site.coord_shape[1:], site.num_categories
-            )
-            noise = tuple(_draw(s.kind, s.shape, logits) for s in specs)
-            z = estimator.sample(estimator.coupling(noise), part[0])
-            all_coupled = self.num_coupled == self.num_particles
-            independent = None if structural else estimator.independent(noise)
-            if structural and all_coupled:
-                coords = z
-            elif independent is not None and all_coupled:
-                shared = _shared(part, site.kind)
-                # Row i of the (i.i.d.) base noise with particle i's own parameters: an exact
-                # i.i.d. sample where the parameters differ (no second random draw).
-                own = estimator.sample(tuple(u.unsqueeze(0) for u in independent), part)[0]
-                coords = torch.where(shared, z.to(own.dtype), own)
-                self.shared[name] = shared
-            else:
-                coords = site.coordinates(detach_provenance(fn.sample())).clone()
-                if structural:
-                    coords[lo:hi] = z.to(coords.dtype)
-                else:
-                    shared = _shared(part, site.kind)
-                    coords[lo:hi] = torch.where(shared, z.to(coords.dtype), coords[lo:hi])
-                    self.shared[name] = shared
-        msg["value"] = site.to_value(coords)
+        logits = detach_provenance(site.logits()).detach()
+        part = logits[lo:hi]
+        # Parameters broadcast along the particle plate (stride 0) are identical across
+        # particles by construction: no comparison and no i.i.d. fallback are needed.
+        structural = part.stride(0) == 0
+        specs = estimator.noise_specs(self.num_coupled, site.coord_shape[1:], site.num_categories)
+        noise = tuple(
+            _DRAW[s.kind](s.shape, dtype=logits.dtype, device=logits.device) for s in specs
+        )
+        z = estimator.sample(estimator.coupling(noise), part[0])
+        all_coupled = self.num_coupled == self.num_particles
+        independent = None if structural else estimator.independent(noise)
+        if structural and all_coupled:
+            return z
+        if independent is not None and all_coupled:
+            shared = self.shared[name] = _shared(part, site.kind)
+            # Row i of the (i.i.d.) base noise with particle i's own parameters: an exact
+            # i.i.d. sample where the parameters differ (no second random draw).
+            own = estimator.sample(tuple(u.unsqueeze(0) for u in independent), part)[0]
+            return torch.where(shared, z.to(own.dtype), own)
+        coords = site.coordinates(detach_provenance(fn.sample())).clone()
+        if structural:
+            coords[lo:hi] = z.to(coords.dtype)
+        else:
+            shared = self.shared[name] = _shared(part, site.kind)
+            coords[lo:hi] = torch.where(shared, z.to(coords.dtype), coords[lo:hi])
+        return coords
 
 
 def _shared(part: torch.Tensor, kind: DistKind) -> torch.Tensor:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import math
 from abc import abstractmethod
-from collections import defaultdict
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -13,76 +11,21 @@ import torch
 from pyro import poutine
 from pyro.infer import ELBO
 from pyro.infer.tracegraph_elbo import TrackNonReparam
-from pyro.infer.util import MultiFrameTensor, is_validation_enabled, torch_backward, torch_item
-from pyro.ops.provenance import detach_provenance, get_provenance
+from pyro.infer.util import is_validation_enabled, torch_backward, torch_item
 from pyro.poutine.trace_struct import Trace
-from pyro.poutine.util import prune_subsample_sites, site_is_subsample
+from pyro.poutine.util import prune_subsample_sites
 from pyro.util import check_model_guide_match, check_site_shape, warn_if_nan
 
-from ppl_arms.config import EstimatorConfig, log_density_error
-from ppl_arms.core.assembly import SiteArrays, elbo_surrogate
-from ppl_arms.core.estimators import DistKind
-from ppl_arms.pyro._sites import SiteDistribution, broadcast_base
+from ppl_arms._checks import check_guide_covers_model, check_signal_shape
+from ppl_arms._objectives import elbo_value, graph_signals, trace_signals
+from ppl_arms._records import Traces
+from ppl_arms.config import EstimatorConfig
+from ppl_arms.core.assembly import elbo_surrogate
+from ppl_arms.pyro._sites import broadcast_base
+from ppl_arms.pyro._trace import check_finite, model_latents, normalise
 from ppl_arms.pyro.coupling import Coupling
 
 __all__ = ["TraceARMS_ELBO", "TraceGraphARMS_ELBO"]
-
-
-def check_guide_covers_model(model_trace: Trace, guide_trace: Trace) -> None:
-    """Raise if the model has a latent sample site that the guide does not sample."""
-    for name, site in model_trace.nodes.items():
-        if site_is_subsample(site):
-            continue  # a plate's subsample site (plates may be model-only)
-        if site["type"] == "sample" and not site["is_observed"] and name not in guide_trace.nodes:
-            kind = "continuous" if getattr(site["fn"], "has_rsample", False) else "discrete"
-            raise ValueError(
-                f"model site '{name}' is a {kind} latent variable that the guide does not sample; "
-                "it would be drawn from the prior and bias the objective. Add a sample site "
-                f"named '{name}' to the guide (or observe it in the model)."
-            )
-
-
-def _check_signal_shape(name: str, signal: torch.Tensor, info: SiteDistribution) -> None:
-    """Raise if a site's learning signal has more elements than the site (not broadcast-safe)."""
-    batch = info.coord_shape[: len(info.coord_shape) - info.event_ndims]
-    if info.kind is DistKind.OTHER:
-        batch = tuple(info.fn.batch_shape)
-    if torch.broadcast_shapes(tuple(signal.shape), batch) != batch:
-        raise ValueError(
-            f"the learning signal of site '{name}' has shape {tuple(signal.shape)}, which does not "
-            f"fit the site's batch shape {batch} (particle plate first): some log-density of the "
-            "model or guide has more batch dims than its plates. Vectorised particles need "
-            "broadcast-safe programs, e.g. no keepdim=True sums that turn a per-particle value "
-            "of shape (n, 1) into (n, 1, 1) and then broadcast against (n, B) to (n, n, B)."
-        )
-
-
-def check_log_densities(model_trace: Trace, guide_trace: Trace) -> None:
-    """Raise :func:`~ppl_arms.config.log_density_error` for a site with a non-finite log-density.
-
-    One host synchronisation (the finiteness of all the sites' sums) when every value is finite.
-    Skipped while :func:`torch.jit.trace` records a loss (no Python branching on values there);
-    the loss then reports the infinity instead.
-    """
-    if torch.jit.is_tracing():
-        return
-    sites = [
-        (f"{which} site '{name}'", site["log_prob"])
-        for which, tr in (("model", model_trace), ("guide", guide_trace))
-        for name, site in tr.nodes.items()
-        if site["type"] == "sample"
-    ]
-    if not sites:
-        return
-    sums = torch.stack([detach_provenance(lp).detach().sum() for _, lp in sites])
-    if bool(torch.isfinite(sums).all()):
-        return
-    for label, lp in sites:
-        lp = detach_provenance(lp).detach()
-        bad = lp[~torch.isfinite(lp)]
-        if bad.numel():
-            value = -math.inf if bool((bad == -math.inf).any()) else float(bad[0])
-            raise log_density_error(label, value)
 
 
 @contextlib.contextmanager
@@ -160,12 +103,12 @@ class _CoupledELBO(ELBO):
         )(fn)
 
     def _get_trace(self, model: Callable, guide: Callable, args: tuple, kwargs: dict) -> tuple:
-        model_trace, guide_trace, _ = self._coupled_traces(model, guide, args, kwargs)
+        model_trace, guide_trace, _, _ = self._coupled_traces(model, guide, args, kwargs)
         return model_trace, guide_trace
 
     def _coupled_traces(
         self, model: Callable, guide: Callable, args: tuple, kwargs: dict
-    ) -> tuple[Trace, Trace, Coupling]:
+    ) -> tuple[Trace, Trace, Traces, Coupling]:
         coupling = self._coupling()
         tracker = TrackNonReparam() if self._track_provenance else contextlib.nullcontext()
         graph_type = "dense" if self._track_provenance else "flat"
@@ -176,20 +119,21 @@ class _CoupledELBO(ELBO):
             model_trace = poutine.trace(
                 poutine.replay(model, trace=guide_trace), graph_type=graph_type
             ).get_trace(*args, **kwargs)
-        check_guide_covers_model(model_trace, guide_trace)
+        check_guide_covers_model(model_latents(model_trace), guide_trace.nodes)
         if is_validation_enabled():
             check_model_guide_match(model_trace, guide_trace, self.max_plate_nesting)
         guide_trace = prune_subsample_sites(guide_trace)
         model_trace = prune_subsample_sites(model_trace)
         model_trace.compute_log_prob()
         guide_trace.compute_score_parts()
-        check_log_densities(model_trace, guide_trace)
+        traces = normalise(model_trace, guide_trace, coupling, self._track_provenance)
+        check_finite(traces)
         if is_validation_enabled():
             for tr in (model_trace, guide_trace):
                 for site in tr.nodes.values():
                     if site["type"] == "sample":
                         check_site_shape(site, self.max_plate_nesting)
-        return model_trace, guide_trace, coupling
+        return model_trace, guide_trace, traces, coupling
 
     def _traces(self, model: Callable, guide: Callable, args: tuple, kwargs: dict) -> Iterator:
         if self.max_plate_nesting == float("inf"):
@@ -197,17 +141,18 @@ class _CoupledELBO(ELBO):
             # first call draws what a later call would.
             with torch.random.fork_rng(devices=[]):
                 self._guess_max_plate_nesting(model, guide, args, kwargs)
-        yield self._coupled_traces(
+        _, _, traces, coupling = self._coupled_traces(
             self._vectorized_num_particles(model),
             self._vectorized_num_particles(guide),
             args,
             kwargs,
         )
+        yield traces, coupling
 
     # -- the surrogate -------------------------------------------------------------------------
 
     @abstractmethod
-    def _loss(self, model_trace: Trace, guide_trace: Trace, coupling: Coupling) -> torch.Tensor:
+    def _loss(self, traces: Traces, coupling: Coupling) -> torch.Tensor:
         """The surrogate loss of one draw of coupled particle traces (value: the plain estimate)."""
 
     def differentiable_loss(
@@ -217,8 +162,8 @@ class _CoupledELBO(ELBO):
 
         Usable directly, or through ``elbo(model, guide)`` as a :class:`torch.nn.Module`.
         """
-        for model_trace, guide_trace, coupling in self._traces(model, guide, args, kwargs):
-            loss = self._loss(model_trace, guide_trace, coupling)
+        for traces, coupling in self._traces(model, guide, args, kwargs):
+            loss = self._loss(traces, coupling)
             warn_if_nan(loss, "loss")
             return loss
         raise AssertionError("unreachable")  # pragma: no cover
@@ -238,62 +183,22 @@ class _CoupledELBO(ELBO):
 class _SignalELBO(_CoupledELBO):
     """An ELBO whose discrete sites' learning signals are chosen by the subclass (Trace or Graph)."""
 
-    @abstractmethod
-    def _signals(self, model_trace: Trace, guide_trace: Trace, coupling: Coupling) -> dict:
-        """Per discrete site, the learning signal of each particle, summed to the site's plates."""
+    _signals: Callable[[Traces], dict[str, torch.Tensor]]
+    """Per estimated site, the learning signal of each particle, summed to the site's plates."""
 
-    def _loss(self, model_trace: Trace, guide_trace: Trace, coupling: Coupling) -> torch.Tensor:
-        plans = coupling.plans
-        n = self.num_particles
-        elbo = torch.zeros(())  # stays 0 for programs without sample sites (as Trace_ELBO)
-        for site in model_trace.nodes.values():
-            if site["type"] == "sample":
-                elbo = elbo + site["log_prob_sum"]
-        for name, site in guide_trace.nodes.items():
-            if site["type"] == "sample":
-                lp = site["log_prob_sum"]
-                elbo = elbo - (lp.detach() if name in plans else lp)
-        signals = self._signals(model_trace, guide_trace, coupling)
+    def _loss(self, traces: Traces, coupling: Coupling) -> torch.Tensor:
+        signals = self._signals(traces)
         sites = []
-        for name, plan in plans.items():
-            value = detach_provenance(guide_trace.nodes[name]["value"])
-            info = coupling.distributions[name]
-            signal = detach_provenance(signals[name])
-            _check_signal_shape(name, signal, info)
-            z = info.coordinates(value)
-            if plan.kind is DistKind.OTHER:
-                params = detach_provenance(info.unmasked_log_prob(value))
-                sites.append(SiteArrays(plan.estimator, plan.kind, 0, z, params, signal=signal))
-                continue
-            logits = detach_provenance(info.logits())
-            base = None if name in coupling.shared else broadcast_base(logits)
-            if base is not None:
-                # logits broadcast along the particle plate: carrier on the un-broadcast tensor
-                sites.append(
-                    SiteArrays(
-                        plan.estimator,
-                        plan.kind,
-                        plan.event_ndims,
-                        z,
-                        None,
-                        signal=signal,
-                        lead=logits[0].detach(),
-                        base=base,
-                    )
-                )
-                continue
-            sites.append(
-                SiteArrays(
-                    plan.estimator,
-                    plan.kind,
-                    plan.event_ndims,
-                    z,
-                    logits,
-                    shared=coupling.shared.get(name),
-                    signal=signal,
-                )
+        for site in traces.latents:
+            signal = signals[site.name]
+            check_signal_shape(site.name, tuple(signal.shape), site.latent.batch_shape)
+            params = site.latent.params
+            carrier = site.latent.elbo_carrier(
+                None if site.name in coupling.shared else broadcast_base(params)
             )
-        return -elbo_surrogate(detach_provenance(elbo) / n, sites)
+            sites.append((carrier, signal, coupling.coupled(site.name)))
+        elbo = elbo_value(traces, torch.zeros(()))
+        return -elbo_surrogate(elbo / self.num_particles, sites)
 
 
 class TraceARMS_ELBO(_SignalELBO):
@@ -347,18 +252,7 @@ class TraceARMS_ELBO(_SignalELBO):
         Multi-Sample Gradient Estimator." NeurIPS 2021.
     """
 
-    def _signals(self, model_trace: Trace, guide_trace: Trace, coupling: Coupling) -> dict:
-        costs = MultiFrameTensor()
-        for site in model_trace.nodes.values():
-            if site["type"] == "sample":
-                costs.add((site["cond_indep_stack"], site["log_prob"].detach()))
-        for site in guide_trace.nodes.values():
-            if site["type"] == "sample":
-                costs.add((site["cond_indep_stack"], -site["log_prob"].detach()))
-        return {
-            name: costs.sum_to(guide_trace.nodes[name]["cond_indep_stack"])
-            for name in coupling.plans
-        }
+    _signals = staticmethod(trace_signals)
 
 
 class TraceGraphARMS_ELBO(_SignalELBO):
@@ -375,16 +269,4 @@ class TraceGraphARMS_ELBO(_SignalELBO):
 
     _track_provenance = True
 
-    def _signals(self, model_trace: Trace, guide_trace: Trace, coupling: Coupling) -> dict:
-        downstream: dict[str, MultiFrameTensor] = defaultdict(MultiFrameTensor)
-        for sign, tr in ((1.0, model_trace), (-1.0, guide_trace)):
-            for site in tr.nodes.values():
-                if site["type"] != "sample":
-                    continue
-                cost = sign * detach_provenance(site["log_prob"]).detach()
-                for key in get_provenance(site["log_prob_sum"]):
-                    downstream[key].add((site["cond_indep_stack"], cost))
-        return {
-            name: downstream[name].sum_to(guide_trace.nodes[name]["cond_indep_stack"])
-            for name in coupling.plans
-        }
+    _signals = staticmethod(graph_signals)

@@ -3,35 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
-from pyro.infer.util import MultiFrameTensor
-from pyro.poutine.trace_struct import Trace
 
-from ppl_arms.config import INFER_KEY, IWAE_ESTIMATORS, EstimatorConfig, check_choice
-from ppl_arms.core.assembly import SiteArrays, iwae_surrogate
-from ppl_arms.core.estimators import DistKind
+from ppl_arms._objectives import bound_frames, log_weights
+from ppl_arms._records import Traces
+from ppl_arms.config import IWAE_ESTIMATORS, EstimatorConfig, check_choice
+from ppl_arms.core.assembly import iwae_surrogate
 from ppl_arms.pyro.coupling import PARTICLE_PLATE, Coupling
 from ppl_arms.pyro.elbo import _CoupledELBO
 
 __all__ = ["TraceARMS_IWAE"]
-
-
-class _IWAECoupling(Coupling):
-    def __init__(self, *args: Any, vimco: bool, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.vimco = vimco
-
-    def _pyro_sample(self, msg: dict[str, Any]) -> None:
-        infer = msg.get("infer") or {}
-        if self.vimco and not msg["is_observed"] and INFER_KEY in infer:
-            raise ValueError(
-                f"site '{msg['name']}' asks for infer={{'{INFER_KEY}': {infer[INFER_KEY]!r}}}, but "
-                "TraceARMS_IWAE(estimator='vimco') uses VIMCO signals at every site; remove the key "
-                "or use estimator='arms' / 'loorf', which honour per-site estimators"
-            )
-        super()._pyro_sample(msg)
 
 
 class TraceARMS_IWAE(_CoupledELBO):
@@ -96,7 +78,7 @@ class TraceARMS_IWAE(_CoupledELBO):
 
     def _coupling(self) -> Coupling:
         n = self.num_particles
-        return _IWAECoupling(
+        return Coupling(
             self.config,
             first=n,
             num_coupled=n,
@@ -110,73 +92,11 @@ class TraceARMS_IWAE(_CoupledELBO):
             f"copula={self.config.copula!r}, bound_plates={self.bound_plates!r})"
         )
 
-    def _frames(self, model_trace: Trace) -> tuple[list[Any], float]:
-        stacks = [
-            set(s["cond_indep_stack"]) for s in model_trace.nodes.values() if s["type"] == "sample"
-        ]
-        if not stacks:
-            return [], 1.0  # no model sample site: nothing to take a bound over
-        common = set.intersection(*stacks)
-        if self.bound_plates is not None:
-            by_name = {f.name: f for f in common}
-            for name in self.bound_plates:
-                if name not in by_name:
-                    raise ValueError(
-                        f"bound_plates names plate '{name}', which is not common to every sample "
-                        f"site of the model; common plates are "
-                        f"{sorted(k for k in by_name if k != PARTICLE_PLATE)}"
-                    )
-            common = {by_name[name] for name in (*self.bound_plates, PARTICLE_PLATE)}
-        for stack in stacks:
-            for frame in stack - common:
-                if frame.full_size is not None and frame.full_size > frame.size:
-                    raise ValueError(
-                        f"TraceARMS_IWAE subsamples plate '{frame.name}', which is not one of the "
-                        "plates the bound is taken over; only plates common to every sample site "
-                        "(e.g. a data plate around the whole model) may be subsampled"
-                    )
-        scale = 1.0
-        for frame in common:
-            if frame.full_size is not None:
-                scale *= frame.full_size / frame.size
-        return list(common), scale
-
-    def _loss(self, model_trace: Trace, guide_trace: Trace, coupling: Coupling) -> torch.Tensor:
-        n = self.num_particles
-        plans = coupling.plans
-        frames, scale = self._frames(model_trace)
-        terms = MultiFrameTensor()
-        for site in model_trace.nodes.values():
-            if site["type"] == "sample":
-                terms.add((site["cond_indep_stack"], site["log_prob"]))
-        for name, site in guide_trace.nodes.items():
-            if site["type"] == "sample":
-                lp = site["log_prob"]
-                if name in plans and plans[name].kind is not DistKind.OTHER:
-                    lp = lp.detach()  # its direct gradient goes through the logit carrier
-                terms.add((site["cond_indep_stack"], -lp))
-        log_weight = terms.sum_to(frames) / scale  # [2n or n, ...common plate dims]
-        if not isinstance(log_weight, torch.Tensor):
+    def _loss(self, traces: Traces, coupling: Coupling) -> torch.Tensor:
+        frames, scale = bound_frames(traces.model, self.bound_plates, always=(PARTICLE_PLATE,))
+        log_weight = log_weights(traces, frames, scale)  # [2n or n, ...common plate dims]
+        if log_weight is None:
             return torch.zeros(())  # no sample sites at all: the bound is log 1 = 0
-        sites = []
-        for name, plan in plans.items():
-            info = coupling.distributions[name]
-            site = guide_trace.nodes[name]
-            is_other = plan.kind is DistKind.OTHER
-            site_scale = None
-            if not is_other:  # the direct term of a discrete site carries the site's own scale
-                site_scale = torch.as_tensor(site["scale"], dtype=log_weight.dtype)
-                site_scale = site_scale.expand(info.fn.batch_shape)
-            sites.append(
-                SiteArrays(
-                    plan.estimator,
-                    plan.kind,
-                    plan.event_ndims,
-                    info.coordinates(site["value"]),
-                    info.unmasked_log_prob(site["value"]) if is_other else info.logits(),
-                    shared=coupling.shared.get(name),
-                    mask=info.mask,
-                    scale=site_scale,
-                )
-            )
+        sites = [(s.latent.bound_carrier(), coupling.coupled(s.name)) for s in traces.latents]
+        n = self.num_particles
         return -iwae_surrogate(log_weight, n, scale, sites, vimco=self.spec.vimco)

@@ -969,11 +969,6 @@ _MISSING = warns("Found vars in model but not guide")
 _NP_BROADCAST = error("Incompatible shapes for broadcasting")
 _NP_NO_PLATE = error("site 'x' has batch shape .* belongs to none of its plates")
 _IWAE_SUBSAMPLE = error("TraceARMS_IWAE subsamples plate '")
-_IWAE_GLOBAL_BUG = (
-    "NumPyro TraceARMS_IWAE: with a whole-trace bound (no plate common to every site), a discrete "
-    "site inside a plate gets a per-particle signal of shape [2n] against values [n, B]: "
-    "'Incompatible shapes for broadcasting' (the log-weights need the sites' plate dims)"
-)
 _PARTICLE_DIM = (
     "by design: Pyro programs run with a leading particle plate (vectorised particles), so a "
     "param or value with batch dims left of the model's plates collides with it"
@@ -1182,12 +1177,10 @@ CASES = [
         ours={"pyro": error("shape '\\[3\\]' is invalid", RuntimeError), "numpyro": OK},
         host=OK,
         why=_PARTICLE_DIM + "; code must be broadcast-safe (no fixed-size reshape)",
-        xfail={("numpyro", "TraceARMS_IWAE"): _IWAE_GLOBAL_BUG},
     ),
     Case(
         "local_discrete_global_observation",
         _local_discrete_global_observation,
-        xfail={("numpyro", "TraceARMS_IWAE"): _IWAE_GLOBAL_BUG},
     ),
     Case("mask_true", _mask_handler(True)),
     Case("mask_false", _mask_handler(False)),
