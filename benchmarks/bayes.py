@@ -9,6 +9,10 @@ computing the accuracy is excluded from the clock; compilation and warm-up are i
   noise scale): mean absolute error of the posterior inclusion probabilities (PIPs) against the
   closed form (orthogonal designs, any ``p``) or the enumeration of all ``2**p`` models
   (correlated, ``p = 20``), and AUROC of the PIPs for the true support;
+* ``logreg-cancer-p30``: spike-and-slab logistic regression on scikit-learn's breast-cancer data
+  (:mod:`models.bayesian.logistic_selection`, 30 standardised features, non-conjugate): mean
+  absolute PIP error against a long Pólya-Gamma Gibbs reference (coefficients integrated out,
+  several chains, split-R-hat in the JSON), a sampler no benchmarked method runs;
 * ``mixture-*``: the Gaussian mixture (:mod:`models.bayesian.gaussian_mixture`): adjusted Rand
   index (ARI) of the plug-in assignments to the true labels, time per step and the final loss;
 * ``changepoint-*``: the change-point model (:mod:`models.bayesian.change_point`): total
@@ -39,7 +43,7 @@ import numpy as np
 
 from benchmarks._precision import float32, jax_x64
 
-__all__ = ["WORKLOADS", "main", "run", "table"]
+__all__ = ["QUICK_WORKLOADS", "WORKLOADS", "main", "merge", "run", "table"]
 
 
 # -- workloads --------------------------------------------------------------------------------
@@ -88,6 +92,40 @@ def _linreg(n: int, p: int, design: str, quick: bool) -> Callable[[], dict[str, 
         }
 
     return build
+
+
+def _logreg(quick: bool) -> Callable[[], dict[str, Any]]:
+    def build() -> dict[str, Any]:
+        from models.bayesian import logistic_selection as ls
+
+        prior = ls.LogisticPrior()
+        data = ls.load_breast_cancer_data()
+        # quick: a short, unconverged reference that only exercises the code path
+        size = {"num_chains": 2, "num_sweeps": 300, "warmup": 50} if quick else _LOGREG_REFERENCE
+        ref = ls.polya_gamma_reference(data.x, data.y, prior, seed=_REFERENCE_SEED, **size)
+        pips = ref.pop("pips")
+        return {
+            "data": data,
+            "prior": prior,
+            "reference": pips,
+            "reference_info": {
+                "how": "Polya-Gamma Gibbs, coefficients integrated out, Rao-Blackwellised PIPs",
+                **ref,
+                "seed": _REFERENCE_SEED,
+                "pips": pips.round(4).tolist(),
+                "error_of_prior_guess": float(np.abs(pips - prior.inclusion_prob).mean()),
+                "error_of_zero_guess": float(np.abs(pips).mean()),
+            },
+        }
+
+    return build
+
+
+_LOGREG_REFERENCE = {"num_chains": 4, "num_sweeps": 12_000, "warmup": 1_000}
+"""Size of the full run's logistic-regression reference (Pólya-Gamma Gibbs chains)."""
+
+_REFERENCE_SEED = 12_345
+"""Seed of the reference chains (the benchmarked methods use ``--seed``, default 0)."""
 
 
 def _mixture(n: int, k: int, quick: bool) -> Callable[[], dict[str, Any]]:
@@ -163,6 +201,13 @@ def _workloads(quick: bool) -> dict[str, Workload]:
             f"spike-and-slab linear regression, {design} design, n={n}, p={p}",
             _linreg(n, p, design, quick), {"n": n, "p": p, "design": design},
         )  # fmt: skip
+    logreg = ("arms-guide", "loorf-guide", "arms-mf", "loorf-mf", "dhmcgibbs", "mixedhmc")
+    out["logreg-cancer-p30"] = Workload(
+        "logreg-cancer-p30", "logreg", "mean abs. PIP error", 0.05, False, logreg,
+        dict.fromkeys(logreg, 40.0 * s),
+        "spike-and-slab logistic regression, breast-cancer data, n=569, p=30",
+        _logreg(quick), {"n": 569, "p": 30},
+    )  # fmt: skip
     for n, k in [(1000, 3), (1000, 10), (100_000, 3), (100_000, 10)]:
         if quick and n > 1000:
             continue
@@ -184,14 +229,14 @@ def _workloads(quick: bool) -> dict[str, Workload]:
             name, "changepoint", "TV distance", 0.1, False, methods, dict.fromkeys(methods, cap),
             f"Poisson change point, T={t_len}", _changepoint(t_len, quick), {"T": t_len},
         )  # fmt: skip
-    if quick:
-        keep = ("linreg-orth-p20", "mixture-k3-n1000", "changepoint-t100")
-        out = {k: v for k, v in out.items() if k in keep}
     return out
 
 
 WORKLOADS = tuple(_workloads(False))
 """Names of the full run's workloads."""
+
+QUICK_WORKLOADS = ("linreg-orth-p20", "mixture-k3-n1000", "changepoint-t100")
+"""What ``--quick`` runs unless ``--workloads`` names others (every workload has a quick size)."""
 
 
 # -- metrics ----------------------------------------------------------------------------------
@@ -233,6 +278,13 @@ def _tau_posterior_given_rates(counts: np.ndarray, r1: np.ndarray, r2: np.ndarra
 
 def _evaluator(wl: Workload, ctx: dict[str, Any]) -> Callable[[dict[str, np.ndarray]], dict]:
     """``summary -> metrics``; a summary holds what the method estimates (PIPs, globals, ...)."""
+    if wl.family == "logreg":
+        ref = ctx["reference"]
+
+        def logreg(s: dict[str, np.ndarray]) -> dict:
+            return {"error": float(np.abs(s["pips"] - ref).mean())}
+
+        return logreg
     if wl.family == "linreg":
         ref, truth = ctx["reference"], ctx["data"].true_coef != 0
 
@@ -274,6 +326,11 @@ def _program(wl: Workload, ctx: dict[str, Any], method: str) -> tuple[Any, Any, 
 
         d = ctx["data"]
         return sr.numpyro_model, sr.numpyro_guide, (jnp.asarray(d.x), jnp.asarray(d.y)), {}
+    if wl.family == "logreg":
+        from models.bayesian import logistic_selection as ls
+
+        d = ctx["data"]
+        return ls.numpyro_model, ls.numpyro_guide, (jnp.asarray(d.x), jnp.asarray(d.y)), {}
     if wl.family == "mixture":
         from models.bayesian import gaussian_mixture as gm
 
@@ -290,6 +347,8 @@ def _init_values(wl: Workload, ctx: dict[str, Any]) -> dict[str, Any]:
 
     if wl.family == "linreg":
         return {"beta": jnp.zeros(ctx["data"].x.shape[1])}
+    if wl.family == "logreg":
+        return {"alpha": jnp.zeros(()), "beta": jnp.zeros(ctx["data"].x.shape[1])}
     if wl.family == "mixture":
         from models.bayesian import gaussian_mixture as gm
 
@@ -307,7 +366,7 @@ def _init_values(wl: Workload, ctx: dict[str, Any]) -> dict[str, Any]:
 def _vi_summary(wl: Workload, ctx: dict, method: str, guide: Any, params: dict) -> dict:
     import jax
 
-    if wl.family == "linreg":
+    if wl.family in ("linreg", "logreg"):
         key = "gamma_logits" if method.endswith("guide") else "gamma_auto_logits"
         return {"pips": np.asarray(jax.nn.sigmoid(params[key]), dtype=np.float64)}
     if method == "traceenum":
@@ -417,7 +476,7 @@ def _run_mcmc(
     segment = 5 if p > 200 or wl.sizes.get("T", 0) > 1000 else 50
     warmup = 20 if segment == 5 else (50 if quick else 200)
     mcmc = MCMC(kernel, num_warmup=warmup, num_samples=segment, progress_bar=False)
-    site = "gamma" if wl.family == "linreg" else "tau"
+    site = "gamma" if wl.family in ("linreg", "logreg") else "tau"
     total, count, curve, excluded = None, 0, [], 0.0
     start = time.perf_counter()
     key = jax.random.key(seed)
@@ -482,7 +541,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from tqdm import tqdm
 
     workloads = _workloads(args.quick)
-    names = args.workloads or list(workloads)
+    names = args.workloads or (list(QUICK_WORKLOADS) if args.quick else list(workloads))
     unknown = [n for n in names if n not in workloads]
     if unknown:
         raise SystemExit(f"unknown workloads {unknown}; valid: {sorted(workloads)}")
@@ -638,7 +697,36 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--from-json", default=None, help="re-render the table and plots of a saved bayes.json"
     )
+    p.add_argument(
+        "--merge",
+        action="store_true",
+        help="merge this run's workloads into an existing OUT/bayes.json (its other workloads "
+        "are kept; the ones run again are replaced) instead of overwriting it",
+    )
     return p
+
+
+def merge(saved: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """``saved`` with the workloads of ``new`` added or replaced (neither argument is modified).
+
+    The top-level ``command``, ``config``, ``environment`` and ``total_seconds`` stay those of
+    ``saved``; every merged workload records its own run under ``"run"`` (command, config,
+    environment, seconds), and ``"merged_runs"`` lists the merges. Workloads are ordered as in
+    :data:`WORKLOADS`.
+    """
+    out = {**saved, "workloads": dict(saved["workloads"])}
+    run_info = {k: new[k] for k in ("command", "config", "environment", "total_seconds")}
+    for name, w in new["workloads"].items():
+        out["workloads"][name] = {**w, "run": run_info}
+    out["merged_runs"] = [
+        *saved.get("merged_runs", []),
+        {**run_info, "workloads": list(new["workloads"])},
+    ]
+    order = {name: i for i, name in enumerate(WORKLOADS)}
+    out["workloads"] = dict(
+        sorted(out["workloads"].items(), key=lambda kv: order.get(kv[0], len(order)))
+    )
+    return out
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -653,7 +741,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         start = time.perf_counter()
         results = run(args)
         results["total_seconds"] = time.perf_counter() - start
-        (out / "bayes.json").write_text(json.dumps(results, indent=1, default=float))
+        path = out / "bayes.json"
+        if args.merge and path.exists():
+            results = merge(json.loads(path.read_text()), results)
+        path.write_text(json.dumps(results, indent=1, default=float))
     text = table(results)
     (out / "bayes.md").write_text(text)
     written = plots(results, out)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from benchmarks import bayes
+from models.bayesian import logistic_selection as ls
 from models.bayesian import sparse_regression as sr
 
 
@@ -33,6 +34,50 @@ def test_collapsed_gibbs_reference_matches_enumeration():
     assert ref["rhat_max"] < 1.1
 
 
+def test_polya_gamma_draws_have_the_right_moments():
+    import jax
+
+    z = np.array([0.0, 1.0, 4.0])
+    keys = jax.random.split(jax.random.key(0), 4000)
+    draws = np.asarray(jax.vmap(lambda k: ls.sample_polya_gamma(k, z, num_terms=100))(keys))
+    mean = np.array([0.25, *(np.tanh(z[1:] / 2) / (2 * z[1:]))])
+    zz = z[1:]
+    var = np.array([1 / 24, *((np.sinh(zz) - zz) / (4 * zz**3 * np.cosh(zz / 2) ** 2))])
+    np.testing.assert_allclose(draws.mean(0), mean, rtol=0.03)
+    np.testing.assert_allclose(draws.var(0), var, rtol=0.1)
+
+
+def test_polya_gamma_reference_matches_importance_sampling():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((30, 2))
+    eta = 0.3 + x @ np.array([1.5, 0.0])
+    y = (rng.random(30) < 1 / (1 + np.exp(-eta))).astype(float)
+    prior = ls.LogisticPrior(inclusion_prob=0.3)
+    exact = ls.importance_inclusion_probabilities(x, y, prior, num_draws=100_000)
+    ref = ls.polya_gamma_reference(
+        x, y, prior, num_chains=2, num_sweeps=1000, warmup=100, num_terms=50
+    )
+    assert np.abs(ref["pips"] - exact).max() < 0.03
+    assert ref["rhat_max"] < 1.1
+
+
+def test_merge_keeps_the_other_workloads():
+    def results(command, names):
+        return {
+            "command": command, "config": {}, "environment": {}, "total_seconds": 1.0,
+            "workloads": {n: {"runs": {"m": command}} for n in names},
+        }  # fmt: skip
+
+    saved = results("first", ["changepoint-t100", "linreg-orth-p20"])
+    merged = bayes.merge(saved, results("second", ["logreg-cancer-p30", "linreg-orth-p20"]))
+    assert list(merged["workloads"]) == ["linreg-orth-p20", "logreg-cancer-p30", "changepoint-t100"]
+    assert merged["workloads"]["changepoint-t100"]["runs"]["m"] == "first"
+    assert merged["workloads"]["linreg-orth-p20"]["runs"]["m"] == "second"
+    assert merged["workloads"]["logreg-cancer-p30"]["run"]["command"] == "second"
+    assert merged["command"] == "first" and len(merged["merged_runs"]) == 1
+    assert "run" not in saved["workloads"]["linreg-orth-p20"]
+
+
 def _check_outputs(out, results, workloads):
     saved = json.loads((out / "bayes.json").read_text())
     assert set(saved["workloads"]) == set(workloads)
@@ -54,6 +99,19 @@ def test_bayes_smoke(tmp_path):
     assert set(runs) == {"arms-guide"}
     assert 0.0 <= runs["arms-guide"]["final"]["auroc"] <= 1.0
     assert (tmp_path / "linreg.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_bayes_logreg_smoke(tmp_path):
+    results = bayes.main(
+        ["--quick", "--workloads", "logreg-cancer-p30", "--methods", "arms-guide,dhmcgibbs",
+         "--cap-scale", "0.02", "--quiet", "--out", str(tmp_path)]
+    )  # fmt: skip
+    _check_outputs(tmp_path, results, ["logreg-cancer-p30"])
+    w = results["workloads"]["logreg-cancer-p30"]
+    assert set(w["runs"]) == {"arms-guide", "dhmcgibbs"}
+    assert len(w["reference"]["pips"]) == 30 and w["reference"]["rhat_max"] > 0
+    assert (tmp_path / "logreg.png").stat().st_size > 0
 
 
 @pytest.mark.slow
