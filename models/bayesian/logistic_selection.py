@@ -221,8 +221,8 @@ def polya_gamma_reference(
 
     Returns:
         ``{"pips", "rhat_max" (split-R-hat over the indicator draws, max over coordinates),
-        "mcse_max" (largest chain-to-chain standard error of a PIP), "num_chains",
-        "num_sweeps", "warmup", "seconds"}``.
+        "mcse_max" / "mcse_mean" (largest / mean chain-to-chain standard error of a PIP),
+        "num_chains", "num_sweeps", "warmup", "seconds"}``.
     """
     import time
 
@@ -244,10 +244,12 @@ def polya_gamma_reference(
     rb_a = np.asarray(rb)[:, warmup:]
     draws = np.asarray(gammas, np.float64)[:, warmup:]
     chain_means = rb_a.mean(1)
+    mcse = chain_means.std(0, ddof=1) / math.sqrt(num_chains)
     return {
         "pips": chain_means.mean(0),
         "rhat_max": float(np.nanmax(split_rhat(draws))),
-        "mcse_max": float((chain_means.std(0, ddof=1) / math.sqrt(num_chains)).max()),
+        "mcse_max": float(mcse.max()),
+        "mcse_mean": float(mcse.mean()),
         "num_chains": num_chains,
         "num_sweeps": num_sweeps,
         "warmup": warmup,
