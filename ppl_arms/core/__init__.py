@@ -2,37 +2,30 @@
 
 Nothing here imports Pyro or NumPyro. Every function takes arrays with the sample axis first and
 works unchanged on ``torch.Tensor`` and ``jax.Array`` (see ``ppl_arms/core/_ops.py``).
+
+The package exports what a user of the estimators needs, and what someone writing or validating a
+new estimator calls: the per-site estimator classes, the copulas, each estimator's coefficients,
+samplers and pair laws, the gradients and directions they define, the IWAE learning signals and the
+gradient carrier (:func:`with_gradient`, :func:`carrier`, :func:`site_carrier`). The helpers behind
+them (pair lists, orderings, interval edges, score and signal plumbing of the adapters) stay in
+their modules, importable from there but not part of this surface.
 """
 
 from ppl_arms.core.arms import arms_coefficients, arms_debias, arms_pair_probability
-from ppl_arms.core.bernoulli import (
-    BernoulliParts,
-    bernoulli_directions,
-    bernoulli_gradient,
-    bernoulli_parts,
-    threshold_sample,
-)
+from ppl_arms.core.bernoulli import bernoulli_directions, bernoulli_gradient, threshold_sample
 from ppl_arms.core.carms import (
     carms_coefficients,
     carms_orderings,
-    carms_pair_list_weights,
     carms_pair_probability,
     carms_pair_weights,
     carms_sample,
-    interval_edges,
-    ordering_index,
 )
 from ppl_arms.core.categorical import (
     categorical_directions,
     categorical_gradient,
-    categorical_score,
-    dense_pair_weights,
-    pair_list_coefficients,
     pairwise_coefficients,
-    sample_pairs,
 )
 from ppl_arms.core.copulas import (
-    NORMAL_QUANTILE_BOUND,
     Copula,
     DirichletCopula,
     GaussianCopula,
@@ -53,36 +46,22 @@ from ppl_arms.core.estimators import (
     SiteEstimator,
     StickBreakingCARMS,
     directions,
-    independent_uniforms,
 )
 from ppl_arms.core.iwae import iwae_bound, leave_one_out_logsumexp, local_signals, vimco_signals
 from ppl_arms.core.loorf import loorf_coefficients
 from ppl_arms.core.reinforce import reinforce_coefficients
 from ppl_arms.core.stick_breaking import (
     stick_breaking_coefficients,
-    stick_breaking_noise_shape,
-    stick_breaking_pair_list_weights,
     stick_breaking_pair_weights,
     stick_breaking_sample,
 )
-from ppl_arms.core.surrogate import (
-    carrier,
-    finite_signals,
-    logit_score,
-    score_carrier,
-    site_carrier,
-    site_coefficients,
-    summed_directions,
-    with_gradient,
-)
+from ppl_arms.core.surrogate import carrier, site_carrier, with_gradient
 
 __all__ = [
     "ARMS",
     "CARMS",
     "LOORF",
-    "NORMAL_QUANTILE_BOUND",
     "REINFORCE",
-    "BernoulliParts",
     "Copula",
     "DirichletCopula",
     "DisARM",
@@ -99,43 +78,27 @@ __all__ = [
     "arms_pair_probability",
     "bernoulli_directions",
     "bernoulli_gradient",
-    "bernoulli_parts",
     "bivariate_normal_cdf",
     "carms_coefficients",
     "carms_orderings",
-    "carms_pair_list_weights",
     "carms_pair_probability",
     "carms_pair_weights",
     "carms_sample",
     "carrier",
     "categorical_directions",
     "categorical_gradient",
-    "categorical_score",
-    "dense_pair_weights",
     "directions",
     "disarm_coefficients",
-    "finite_signals",
-    "independent_uniforms",
-    "interval_edges",
     "iwae_bound",
     "leave_one_out_logsumexp",
     "local_signals",
-    "logit_score",
     "loorf_coefficients",
-    "ordering_index",
-    "pair_list_coefficients",
     "pairwise_coefficients",
     "reinforce_coefficients",
-    "sample_pairs",
-    "score_carrier",
     "site_carrier",
-    "site_coefficients",
     "stick_breaking_coefficients",
-    "stick_breaking_noise_shape",
-    "stick_breaking_pair_list_weights",
     "stick_breaking_pair_weights",
     "stick_breaking_sample",
-    "summed_directions",
     "threshold_sample",
     "vimco_signals",
     "with_gradient",

@@ -21,13 +21,12 @@ from ppl_arms.core import (
     carms_pair_weights,
     carms_sample,
     categorical_gradient,
-    interval_edges,
     loorf_coefficients,
-    ordering_index,
     stick_breaking_pair_weights,
     stick_breaking_sample,
     threshold_sample,
 )
+from ppl_arms.core.carms import interval_edges, ordering_index
 from ppl_arms.testing import (
     assert_unbiased,
     exact_gradient,

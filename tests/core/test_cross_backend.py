@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from ppl_arms import core as C
+from ppl_arms.core.carms import ordering_index
 
 
 def _both(fn, *arrays):
@@ -75,7 +76,7 @@ def test_carms(data, copula):
     noise = data["u"] if copula.noise is C.NoiseKind.UNIFORM else data["g"]
 
     def carms(noise_arr, order_u, logits, f):
-        z = C.carms_sample(copula.uniforms(noise_arr), C.ordering_index(order_u, k), logits)
+        z = C.carms_sample(copula.uniforms(noise_arr), ordering_index(order_u, k), logits)
         w = C.carms_pair_weights(z, logits, copula)
         c = C.carms_coefficients(f, z, logits, copula)
         return z, w, c, C.categorical_gradient(c, z, logits)
@@ -114,7 +115,7 @@ def test_core_is_jittable(data, copula):
     def everything(noise_arr, order_u, logits, clogits, f, lw, lt):
         zb = C.threshold_sample(copula.uniforms(noise_arr), logits)
         cb = C.arms_coefficients(f, logits, copula)
-        zc = C.carms_sample(copula.uniforms(noise_arr), C.ordering_index(order_u, k), clogits)
+        zc = C.carms_sample(copula.uniforms(noise_arr), ordering_index(order_u, k), clogits)
         cc = C.carms_coefficients(f, zc, clogits, copula)
         return zb, cb, zc, cc, C.vimco_signals(lw), C.local_signals(lw, lt)
 

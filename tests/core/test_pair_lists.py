@@ -16,25 +16,25 @@ from ppl_arms.core import (
     IndependentCopula,
     carms_coefficients,
     carms_orderings,
-    carms_pair_list_weights,
     carms_pair_probability,
     carms_pair_weights,
     carms_sample,
     categorical_directions,
-    categorical_score,
-    dense_pair_weights,
-    interval_edges,
-    ordering_index,
-    pair_list_coefficients,
-    sample_pairs,
     stick_breaking_coefficients,
-    stick_breaking_pair_list_weights,
     stick_breaking_pair_weights,
     stick_breaking_sample,
 )
 from ppl_arms.core import carms as carms_module
 from ppl_arms.core._ops import get_ops
 from ppl_arms.core._validate import broadcast_shapes
+from ppl_arms.core.carms import carms_pair_list_weights, interval_edges, ordering_index
+from ppl_arms.core.categorical import (
+    categorical_score,
+    dense_pair_weights,
+    pair_list_coefficients,
+    sample_pairs,
+)
+from ppl_arms.core.stick_breaking import stick_breaking_pair_list_weights
 
 COPULAS = [DirichletCopula(), GaussianCopula(), IndependentCopula()]
 

@@ -29,6 +29,9 @@ from scipy.special import expit, logsumexp, softmax
 
 from ppl_arms import core as C
 from ppl_arms.core import NoiseKind
+from ppl_arms.core.carms import carms_pair_list_weights, ordering_index
+from ppl_arms.core.categorical import categorical_score, sample_pairs
+from ppl_arms.core.stick_breaking import stick_breaking_pair_list_weights
 
 BACKENDS = ("torch", "jax")
 
@@ -262,8 +265,8 @@ CATEGORICAL_CASES = [
 
 def _pair_weights(estimator, z, logits):
     if isinstance(estimator, C.CARMS):
-        return C.carms_pair_list_weights(z, logits, estimator.copula)
-    return C.stick_breaking_pair_list_weights(z, logits, estimator.copula)
+        return carms_pair_list_weights(z, logits, estimator.copula)
+    return stick_breaking_pair_list_weights(z, logits, estimator.copula)
 
 
 def _host_categorical(rng, logits, n):
@@ -291,7 +294,7 @@ def test_categorical_estimator(estimator, case, regime, seed):
     noise = tuple(_noise(rng, s.kind, s.shape) for s in specs)
     host_z = _host_categorical(rng, logits, n)
     pairs = n * (n - 1) // 2
-    first, second = C.sample_pairs(n)
+    first, second = sample_pairs(n)
     out = {}
     for b in backends:
         lg = _to(b, logits)
@@ -328,7 +331,7 @@ def test_categorical_estimator(estimator, case, regime, seed):
             np.testing.assert_allclose(r["c"].sum(0), 0.0, rtol=0, atol=1e-12 * n * scale)
         r["d"] = _finite(C.categorical_directions(c, z, lg), "directions")
         assert r["d"].shape == (n, *shape, k)
-        r["s"] = _finite(C.categorical_score(z, lg), "score")
+        r["s"] = _finite(categorical_score(z, lg), "score")
         assert r["s"].shape == (n, *shape)
     for key in out["torch"]:
         scale = np.max(np.abs(f), initial=1.0) if key in ("c", "d") else 1.0
@@ -347,7 +350,7 @@ def test_carms_sampler_exact_marginal_in_every_ordering(k, regime, seed):
     est = C.CARMS()
     out = {}
     for b in BACKENDS:
-        assert np.array_equal(_np(C.ordering_index(_to(b, orders), k)), np.arange(count))
+        assert np.array_equal(_np(ordering_index(_to(b, orders), k)), np.arange(count))
         z = _np(est.sample((_to(b, grid), _to(b, orders[None])), _to(b, logits)))
         assert z.shape == (GRID, count)
         freq = (z[..., None] == np.arange(k)).mean(0)  # [ordering, K]
