@@ -1,7 +1,8 @@
 """Estimator names, per-site resolution, and validation shared by the Pyro and NumPyro adapters.
 
 This is the only place where estimator *names* (strings from the public API and from
-``infer={"estimator": ...}``) are mapped to estimator objects: one table, no ``if``/``elif`` chains.
+``infer={"estimator": ...}``) are mapped to estimator objects, through the tables below
+(:data:`ESTIMATORS`, :data:`IWAE_ESTIMATORS`, :data:`COPULAS`, :data:`CATEGORICAL_COUPLINGS`).
 
 Names accepted at discrete guide sites:
 
