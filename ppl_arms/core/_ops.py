@@ -3,8 +3,9 @@
 The estimator mathematics in :mod:`ppl_arms.core` is written once against :class:`Ops`. The two
 implementations, :mod:`ppl_arms.core._ops_torch` and :mod:`ppl_arms.core._ops_jax`, mostly map a
 method to one host call; a few methods (the cumulative sums and products, gathers, the loop
-primitives) take a few lines where the hosts differ. The backend is picked from the type of the arrays passed in (never from global
-state), so the same function serves a ``torch.Tensor`` and a ``jax.Array`` (or a JAX tracer).
+primitives) take a few lines where the hosts differ. The backend is picked from the type of the
+arrays passed in (never from global state), so the same function serves a ``torch.Tensor`` and a
+``jax.Array`` (or a JAX tracer).
 
 Conventions shared by every method:
 
