@@ -15,7 +15,7 @@ from ppl_arms._typing import Array
 from ppl_arms.core._ops import get_ops
 from ppl_arms.core.estimators import DistKind
 
-__all__ = ["SiteDistribution"]
+__all__ = ["SiteDistribution", "peel"]
 
 
 @dataclass
@@ -72,3 +72,27 @@ class SiteDistribution:
         if self.reinterpreted_ndims:
             lp = ops.sum(lp, axis=tuple(range(-self.reinterpreted_ndims, 0)))
         return ops.broadcast_to(lp, self.batch_shape)
+
+
+def peel(fn: Any, independent: type, masked: type, expanded: type) -> tuple[Any, int, list]:
+    """Peel a host's ``Independent``, ``MaskedDistribution`` and ``ExpandedDistribution`` layers.
+
+    Args:
+        fn: The site's distribution.
+        independent: The host's ``Independent`` class.
+        masked: The host's ``MaskedDistribution`` class.
+        expanded: The host's ``ExpandedDistribution`` class.
+
+    Returns:
+        The innermost distribution, the total ``Independent`` dims, and each mask layer's
+        ``(mask, event_ndims)`` (outermost first).
+    """
+    masks = []
+    reinterpreted = 0
+    while isinstance(fn, independent | masked | expanded):
+        if isinstance(fn, independent):
+            reinterpreted += fn.reinterpreted_batch_ndims
+        elif isinstance(fn, masked):
+            masks.append((fn._mask, len(fn.event_shape)))
+        fn = fn.base_dist
+    return fn, reinterpreted, masks

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 from numpyro import distributions as dist
 from numpyro.distributions import ExpandedDistribution, Independent, MaskedDistribution
 
-from ppl_arms._sites import SiteDistribution
+from ppl_arms._sites import SiteDistribution, peel
 from ppl_arms.core.estimators import DistKind
 
 __all__ = ["SiteDistribution", "unwrap"]
@@ -24,25 +24,13 @@ _CATEGORICAL = (dist.CategoricalProbs, dist.CategoricalLogits)
 def unwrap(fn: dist.Distribution) -> SiteDistribution:
     """Peel ``Independent``, ``MaskedDistribution`` and ``ExpandedDistribution`` wrappers."""
     coord_shape = tuple(fn.batch_shape) + tuple(fn.event_shape)
+    inner, reinterpreted, layers = peel(fn, Independent, MaskedDistribution, ExpandedDistribution)
     masks = []
-    reinterpreted = 0
-    inner = fn
-    while True:
-        if isinstance(inner, Independent):
-            reinterpreted += inner.reinterpreted_batch_ndims
-            inner = inner.base_dist
-        elif isinstance(inner, MaskedDistribution):
-            mask = inner._mask
-            if not (isinstance(mask, bool) and mask):
-                layer_event = len(inner.event_shape)
-                mask = jnp.asarray(mask, dtype=bool)
-                mask = jnp.reshape(mask, mask.shape + (1,) * layer_event)
-                masks.append(jnp.broadcast_to(mask, coord_shape))
-            inner = inner.base_dist
-        elif isinstance(inner, ExpandedDistribution):
-            inner = inner.base_dist
-        else:
-            break
+    for mask, layer_event in layers:
+        if not (isinstance(mask, bool) and mask):
+            mask = jnp.asarray(mask, dtype=bool)
+            mask = jnp.reshape(mask, mask.shape + (1,) * layer_event)
+            masks.append(jnp.broadcast_to(mask, coord_shape))
     if isinstance(inner, _BERNOULLI):
         kind = DistKind.BERNOULLI
     elif isinstance(inner, _CATEGORICAL):

@@ -18,6 +18,7 @@ from pyro.ops.provenance import detach_provenance
 from torch.distributions import Distribution, Independent
 
 from ppl_arms._sites import SiteDistribution as _SiteDistribution
+from ppl_arms._sites import peel
 from ppl_arms.core.estimators import DistKind
 
 __all__ = ["SiteDistribution", "broadcast_base", "unwrap"]
@@ -101,20 +102,7 @@ def unwrap(fn: Distribution, site_mask: object = None) -> SiteDistribution:
         The :class:`SiteDistribution`.
     """
     full = tuple(fn.batch_shape) + tuple(fn.event_shape)
-    masks = []
-    reinterpreted = 0
-    inner = fn
-    while True:
-        if isinstance(inner, Independent):
-            reinterpreted += inner.reinterpreted_batch_ndims
-            inner = inner.base_dist
-        elif isinstance(inner, MaskedDistribution):
-            masks.append((inner._mask, len(inner.event_shape)))
-            inner = inner.base_dist
-        elif isinstance(inner, ExpandedDistribution):
-            inner = inner.base_dist
-        else:
-            break
+    inner, reinterpreted, masks = peel(fn, Independent, MaskedDistribution, ExpandedDistribution)
     one_hot = isinstance(inner, OneHotCategorical)
     if isinstance(inner, Bernoulli):
         kind = DistKind.BERNOULLI
