@@ -737,10 +737,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     if args.from_json:
         results = json.loads(Path(args.from_json).read_text())
+        total = results["total_seconds"]
     else:
         start = time.perf_counter()
         results = run(args)
-        results["total_seconds"] = time.perf_counter() - start
+        total = results["total_seconds"] = time.perf_counter() - start
         path = out / "bayes.json"
         if args.merge and path.exists():
             results = merge(json.loads(path.read_text()), results)
@@ -749,9 +750,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     (out / "bayes.md").write_text(text)
     written = plots(results, out)
     print(text)
-    print(
-        f"total {results['total_seconds']:.0f} s; wrote {out}/bayes.{{md,json}}, {', '.join(written)}"
-    )
+    print(f"total {total:.0f} s; wrote {out}/bayes.{{md,json}}, {', '.join(written)}")
     return results
 
 
