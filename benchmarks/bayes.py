@@ -1,9 +1,12 @@
 """The Bayesian main job: accuracy against wall-clock time, ours against MCMC and enumeration.
 
 Run ``python -m benchmarks.bayes`` (about 25 minutes with ``--cap-scale 0.5`` on 2 heavily shared
-cores; ``--quick``: three small workloads, a few minutes there, most of it JIT compilation). Every method of every workload runs under a wall-clock cap and records its accuracy
-against a reference answer that no method under test produced, at checkpoints (the time spent
-computing the accuracy is excluded from the clock; compilation and warm-up are included):
+cores before ``logreg-cancer-p30`` was added; that workload alone took 452 s at full caps, 135 s
+of it for its reference; ``--quick``: three small workloads, a few minutes there, most of it JIT
+compilation; ``--merge`` adds the workloads run to an existing ``bayes.json``). Every method of
+every workload runs under a wall-clock cap and records its accuracy against a reference answer
+that no method under test produced, at checkpoints (the time spent computing the accuracy is
+excluded from the clock; compilation and warm-up are included):
 
 * ``linreg-*``: spike-and-slab linear regression (:mod:`models.bayesian.sparse_regression`, known
   noise scale): mean absolute error of the posterior inclusion probabilities (PIPs) against the
