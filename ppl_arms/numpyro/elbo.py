@@ -15,6 +15,7 @@ from numpyro.infer.elbo import get_nonreparam_deps
 from ppl_arms._checks import check_signal_shape, log_density_labels, log_density_sums
 from ppl_arms._objectives import elbo_value, graph_signals, trace_signals
 from ppl_arms._records import Traces
+from ppl_arms._validation import check_vectorized
 from ppl_arms.config import EstimatorConfig
 from ppl_arms.core.assembly import elbo_surrogate
 from ppl_arms.core.carriers import Coupled
@@ -41,14 +42,6 @@ def _shard_particles(keys: jax.Array, sharding: jax.sharding.Sharding | None) ->
     if sharding is None:
         return keys
     return jax.lax.with_sharding_constraint(keys, sharding)
-
-
-def _check_vectorized(vectorize_particles: Any) -> None:
-    if vectorize_particles is not True:
-        raise ValueError(
-            "ppl_arms losses couple the particles through a named vmap axis and need "
-            f"vectorize_particles=True, got {vectorize_particles!r}"
-        )
 
 
 class _ParticleLoss(ELBO, ABC):
@@ -136,7 +129,7 @@ class _CoupledELBO(_ParticleLoss):
         vectorize_particles: bool = True,
         particle_sharding: jax.sharding.Sharding | None = None,
     ) -> None:
-        _check_vectorized(vectorize_particles)
+        check_vectorized(vectorize_particles, "through a named vmap axis")
         self.config = EstimatorConfig(estimator, copula, categorical_coupling, num_particles)
         self.particle_sharding = particle_sharding
         super().__init__(num_particles=num_particles, vectorize_particles=True)

@@ -9,12 +9,12 @@ import jax.numpy as jnp
 
 from ppl_arms._checks import log_density_labels, log_density_sums
 from ppl_arms._objectives import bound_frames, log_weights
-from ppl_arms.config import IWAE_ESTIMATORS, EstimatorConfig, check_choice
+from ppl_arms._validation import check_vectorized, iwae_config
 from ppl_arms.core.assembly import iwae_surrogate
 from ppl_arms.core.carriers import Coupled
 from ppl_arms.numpyro._trace import ParticleOutputs, ParticleTraces, normalise
 from ppl_arms.numpyro.coupling import Coupling
-from ppl_arms.numpyro.elbo import _check_vectorized, _ParticleLoss
+from ppl_arms.numpyro.elbo import _ParticleLoss
 
 __all__ = ["TraceARMS_IWAE"]
 
@@ -64,13 +64,9 @@ class TraceARMS_IWAE(_ParticleLoss):
         vectorize_particles: bool = True,
         particle_sharding: jax.sharding.Sharding | None = None,
     ) -> None:
-        _check_vectorized(vectorize_particles)
-        check_choice(estimator, IWAE_ESTIMATORS, "IWAE estimator")
+        check_vectorized(vectorize_particles, "through a named vmap axis")
         self.estimator = estimator
-        self.spec = IWAE_ESTIMATORS[estimator]
-        self.config = EstimatorConfig(
-            self.spec.site_estimator, copula, categorical_coupling, num_particles
-        )
+        self.spec, self.config = iwae_config(num_particles, estimator, copula, categorical_coupling)
         self.bound_plates = None if bound_plates is None else tuple(bound_plates)
         self.particle_sharding = particle_sharding
         super().__init__(num_particles=num_particles, vectorize_particles=True)

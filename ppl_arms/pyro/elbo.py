@@ -19,6 +19,7 @@ from pyro.util import check_model_guide_match, check_site_shape, warn_if_nan
 from ppl_arms._checks import check_guide_covers_model, check_signal_shape
 from ppl_arms._objectives import elbo_value, graph_signals, trace_signals
 from ppl_arms._records import Traces
+from ppl_arms._validation import check_vectorized
 from ppl_arms.config import EstimatorConfig
 from ppl_arms.core.assembly import elbo_surrogate
 from ppl_arms.pyro._sites import broadcast_base
@@ -58,11 +59,7 @@ class _CoupledELBO(ELBO):
         vectorize_particles: bool = True,
         retain_graph: bool | None = None,
     ) -> None:
-        if vectorize_particles is not True:
-            raise ValueError(
-                "ppl_arms losses couple the particles of one vectorised trace and need "
-                f"vectorize_particles=True, got {vectorize_particles!r}"
-            )
+        check_vectorized(vectorize_particles, "of one vectorised trace")
         self.config = self._make_config(num_particles, estimator, copula, categorical_coupling)
         super().__init__(
             num_particles=self._plate_size(num_particles),
@@ -72,8 +69,7 @@ class _CoupledELBO(ELBO):
         )
         self.num_particles = num_particles
 
-    @staticmethod
-    def _make_config(n: int, estimator: str, copula: str, coupling: str) -> EstimatorConfig:
+    def _make_config(self, n: int, estimator: str, copula: str, coupling: str) -> EstimatorConfig:
         return EstimatorConfig(estimator, copula, coupling, n)
 
     @staticmethod

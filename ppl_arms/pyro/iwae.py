@@ -8,7 +8,8 @@ import torch
 
 from ppl_arms._objectives import bound_frames, log_weights
 from ppl_arms._records import Traces
-from ppl_arms.config import IWAE_ESTIMATORS, EstimatorConfig, check_choice
+from ppl_arms._validation import iwae_config
+from ppl_arms.config import EstimatorConfig
 from ppl_arms.core.assembly import iwae_surrogate
 from ppl_arms.pyro.coupling import PARTICLE_PLATE, Coupling
 from ppl_arms.pyro.elbo import _CoupledELBO
@@ -55,9 +56,7 @@ class TraceARMS_IWAE(_CoupledELBO):
         vectorize_particles: bool = True,
         retain_graph: bool | None = None,
     ) -> None:
-        check_choice(estimator, IWAE_ESTIMATORS, "IWAE estimator")
         self.estimator = estimator
-        self.spec = IWAE_ESTIMATORS[estimator]
         self.bound_plates = None if bound_plates is None else tuple(bound_plates)
         super().__init__(
             num_particles,
@@ -69,9 +68,9 @@ class TraceARMS_IWAE(_CoupledELBO):
             retain_graph,
         )
 
-    @staticmethod
-    def _make_config(n: int, estimator: str, copula: str, coupling: str) -> EstimatorConfig:
-        return EstimatorConfig(IWAE_ESTIMATORS[estimator].site_estimator, copula, coupling, n)
+    def _make_config(self, n: int, estimator: str, copula: str, coupling: str) -> EstimatorConfig:
+        self.spec, config = iwae_config(n, estimator, copula, coupling)
+        return config
 
     def _plate_size(self, num_particles: int) -> int:  # type: ignore[override]
         return num_particles * self.spec.num_sets
