@@ -48,60 +48,22 @@ Bernoulli sites get their own terms only and are reported.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 from jax.extend.core import Literal
-from numpyro.distributions import (
-    Distribution,
-    ExpandedDistribution,
-    Independent,
-    MaskedDistribution,
-)
-from numpyro.distributions.discrete import (
-    BernoulliLogits,
-    BernoulliProbs,
-    CategoricalLogits,
-    CategoricalProbs,
-)
-from numpyro.distributions.util import sum_rightmost
+from numpyro.distributions import Distribution
 from numpyro.handlers import replay, seed, substitute, trace
 
+from ppl_arms._sample_gradient import SampleGradients, check_differentiable_kind
+from ppl_arms._sample_gradient import linear_log_prob as _linear_log_prob
+from ppl_arms.core.estimators import DistKind
+from ppl_arms.numpyro._sites import unwrap
+
 __all__ = ["SampleGradients", "linear_log_prob", "one_hot_site_name", "sample_gradients"]
-
-
-class SampleGradients(NamedTuple):
-    r"""What :func:`sample_gradients` returns (for one particle).
-
-    Attributes:
-        df_dz: Per site, :math:`\partial f/\partial z`: the value's shape ``[*batch, *event]`` for
-            Bernoulli sites, ``[*batch, *event, K]`` for categorical sites. Under the losses'
-            particle ``vmap`` the particle axis is prepended.
-        nondifferentiable: The sites whose value reaches ``f`` only through their own
-            log-densities (or not at all); a Python set decided at trace time, so it cannot leave a
-            ``vmap``: collect it from inside (see :func:`sample_gradients`).
-    """
-
-    df_dz: dict[str, jax.Array]
-    nondifferentiable: frozenset[str]
-
-
-class _Kind(enum.Enum):
-    BERNOULLI = "Bernoulli"
-    CATEGORICAL = "Categorical"
-
-
-_WRAPPERS = (Independent, MaskedDistribution, ExpandedDistribution)
-_BASES = (
-    (BernoulliLogits, _Kind.BERNOULLI),
-    (BernoulliProbs, _Kind.BERNOULLI),
-    (CategoricalLogits, _Kind.CATEGORICAL),
-    (CategoricalProbs, _Kind.CATEGORICAL),
-)
 
 
 def one_hot_site_name(name: str) -> str:
@@ -109,73 +71,16 @@ def one_hot_site_name(name: str) -> str:
     return f"{name}_one_hot"
 
 
-def _base(fn: Distribution) -> Distribution:
-    while isinstance(fn, _WRAPPERS):
-        fn = fn.base_dist
-    return fn
-
-
-def _kind(name: str, fn: Distribution) -> _Kind:
-    base = _base(fn)
-    for cls, kind in _BASES:
-        if isinstance(base, cls):
-            return kind
-    raise ValueError(
-        f"site '{name}' has a {type(base).__name__} distribution: the gradient with respect to the "
-        "sample is defined for Bernoulli and Categorical (one-hot route) sites"
-    )
-
-
-def _linear_independent(fn: Independent, value: jax.Array) -> jax.Array:
-    return sum_rightmost(linear_log_prob(fn.base_dist, value), fn.reinterpreted_batch_ndims)
-
-
-def _linear_masked(fn: MaskedDistribution, value: jax.Array) -> jax.Array:
-    lp = linear_log_prob(fn.base_dist, value)
-    mask = fn._mask
-    if isinstance(mask, bool):
-        return lp if mask else jnp.zeros_like(lp)
-    return jnp.where(mask, lp, 0.0)
-
-
-def _linear_expanded(fn: ExpandedDistribution, value: jax.Array) -> jax.Array:
-    lp = linear_log_prob(fn.base_dist, value)
-    return jnp.broadcast_to(lp, jnp.broadcast_shapes(tuple(fn.batch_shape), jnp.shape(lp)))
-
-
-def _linear_bernoulli(fn: BernoulliLogits | BernoulliProbs, value: jax.Array) -> jax.Array:
-    return value * lax.stop_gradient(fn.logits)
-
-
-def _linear_categorical(fn: CategoricalLogits | CategoricalProbs, value: jax.Array) -> jax.Array:
-    log_p = jax.nn.log_softmax(lax.stop_gradient(fn.logits), axis=-1)
-    return jnp.sum(value * log_p, axis=-1)
-
-
-_LINEAR: tuple[tuple[type, Callable[[Any, jax.Array], jax.Array]], ...] = (
-    (Independent, _linear_independent),
-    (MaskedDistribution, _linear_masked),
-    (ExpandedDistribution, _linear_expanded),
-    (BernoulliLogits, _linear_bernoulli),
-    (BernoulliProbs, _linear_bernoulli),
-    (CategoricalLogits, _linear_categorical),
-    (CategoricalProbs, _linear_categorical),
-)
-
-
 def linear_log_prob(fn: Distribution, value: jax.Array) -> jax.Array:
-    r"""A log-density, linear in the value, with the exact value-gradient and stopped parameters.
+    r"""A NumPyro site's log-density in a form linear in the value, with stopped parameters.
 
-    .. math::
-        \text{Bernoulli: } z\,\ell,\qquad\text{Categorical at a one-hot } v:\ \langle v,\log p\rangle,
-
-    through ``Independent`` (sum over the reinterpreted dims), ``MaskedDistribution`` (masked) and
-    ``ExpandedDistribution`` (broadcast) wrappers. For a Bernoulli site it differs from
-    ``fn.log_prob(value)`` by a term independent of the value; for a categorical site it is the
-    linear extension of the log-density to one-hot vectors ``value`` (a trailing ``K`` axis).
+    :func:`ppl_arms._sample_gradient.linear_log_prob` of the unwrapped distribution: Bernoulli
+    :math:`z\,\ell`, categorical at a one-hot :math:`v`: :math:`\langle v,\log p\rangle`, through
+    ``Independent`` (summed event dims), ``MaskedDistribution`` and ``ExpandedDistribution``
+    wrappers.
 
     Args:
-        fn: The site's distribution.
+        fn: The site's distribution (Bernoulli or Categorical, possibly wrapped).
         value: A float value (Bernoulli) or one-hot float value ``[..., K]`` (Categorical).
 
     Returns:
@@ -184,10 +89,10 @@ def linear_log_prob(fn: Distribution, value: jax.Array) -> jax.Array:
     Raises:
         ValueError: For a distribution other than the wrappers over Bernoulli / Categorical.
     """
-    for cls, linear in _LINEAR:
-        if isinstance(fn, cls):
-            return linear(fn, value)
-    raise ValueError(f"no linear log-density for a {type(fn).__name__} distribution")
+    info = unwrap(fn)
+    if info.kind is DistKind.OTHER:
+        raise ValueError(f"no linear log-density for a {type(fn).__name__} distribution")
+    return _linear_log_prob(info, value)
 
 
 def _unused_cotangents(linear_map: Callable[[jax.Array], Any], ct: jax.Array) -> Any:
@@ -270,19 +175,20 @@ def sample_gradients(
     one_hot_sites = dict(one_hot_sites or {})
     rng_key = jax.random.PRNGKey(0) if rng_key is None else rng_key
     guide_key, model_key = jax.random.split(rng_key)
-    kinds = {}
+    infos = {}
     for name in sites:
         site = guide_trace.get(name)
         if site is None or site["type"] != "sample" or site["is_observed"]:
             raise ValueError(f"site '{name}' is not a latent sample site of the guide trace")
-        kinds[name] = _kind(name, site["fn"])
+        infos[name] = unwrap(site["fn"])
+        check_differentiable_kind(name, infos[name], "Categorical through the one-hot route")
     dtype = jnp.result_type(float)
     leaves: dict[str, jax.Array] = {}
     deterministic: dict[str, str] = {}
     for name in sites:
         value = guide_trace[name]["value"]
-        if kinds[name] is _Kind.CATEGORICAL:
-            k = jnp.shape(_base(guide_trace[name]["fn"]).logits)[-1]
+        if infos[name].kind is DistKind.CATEGORICAL:
+            k = infos[name].num_categories
             leaves[name] = jax.nn.one_hot(value, k, dtype=dtype)
             deterministic[name] = one_hot_sites.get(name, one_hot_site_name(name))
         else:

@@ -36,118 +36,33 @@ zeros ``[*value_shape, K]`` and it is reported too. Use ``OneHotCategorical`` in
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable, Iterable
-from typing import NamedTuple
 
 import torch
 from pyro import poutine
-from pyro.distributions import Bernoulli, Categorical, OneHotCategorical
-from pyro.distributions.torch_distribution import ExpandedDistribution, MaskedDistribution
-from pyro.distributions.util import scale_and_mask, sum_rightmost
+from pyro.distributions.util import scale_and_mask
 from pyro.ops.provenance import detach_provenance
 from pyro.poutine.trace_struct import Trace
 from pyro.poutine.util import site_is_subsample
-from torch.distributions import Distribution, Independent
+from torch.distributions import Distribution
+
+from ppl_arms._sample_gradient import SampleGradients, check_differentiable_kind
+from ppl_arms._sample_gradient import linear_log_prob as _linear_log_prob
+from ppl_arms.core.estimators import DistKind
+from ppl_arms.pyro._sites import unwrap
 
 __all__ = ["SampleGradients", "linear_log_prob", "sample_gradients"]
 
 
-class SampleGradients(NamedTuple):
-    r"""What :func:`sample_gradients` returns.
-
-    Attributes:
-        df_dz: Per site, :math:`\partial f/\partial z` per particle, detached: the value's shape
-            ``[P, *batch, *event]`` for Bernoulli sites, ``[P, *batch, *event, K]`` for one-hot and
-            (zeros) integer categorical sites.
-        nondifferentiable: The sites whose value reaches ``f`` only through their own
-            log-densities (or not at all): the rest of the program uses it non-differentiably.
-            The loss should warn once per such site that Double CV / RODEO gain little there.
-    """
-
-    df_dz: dict[str, torch.Tensor]
-    nondifferentiable: frozenset[str]
-
-
-class _Kind(enum.Enum):
-    BERNOULLI = "Bernoulli"
-    ONE_HOT = "OneHotCategorical"
-    CATEGORICAL = "Categorical"
-
-
-_WRAPPERS = (Independent, MaskedDistribution, ExpandedDistribution)
-_BASES = (
-    (OneHotCategorical, _Kind.ONE_HOT),
-    (Bernoulli, _Kind.BERNOULLI),
-    (Categorical, _Kind.CATEGORICAL),
-)
-
-
-def _base(fn: Distribution) -> Distribution:
-    while isinstance(fn, _WRAPPERS):
-        fn = fn.base_dist
-    return fn
-
-
-def _kind(name: str, fn: Distribution) -> _Kind:
-    base = _base(fn)
-    for cls, kind in _BASES:
-        if isinstance(base, cls):
-            return kind
-    raise ValueError(
-        f"site '{name}' has a {type(base).__name__} distribution: the gradient with respect to the "
-        "sample is defined for Bernoulli and OneHotCategorical sites (Categorical gives zeros)"
-    )
-
-
-def _linear_independent(fn: Independent, value: torch.Tensor) -> torch.Tensor:
-    return sum_rightmost(linear_log_prob(fn.base_dist, value), fn.reinterpreted_batch_ndims)
-
-
-def _linear_masked(fn: MaskedDistribution, value: torch.Tensor) -> torch.Tensor:
-    lp = linear_log_prob(fn.base_dist, value)
-    mask = fn._mask
-    if isinstance(mask, bool):
-        return lp if mask else torch.zeros_like(lp)
-    return torch.where(mask, lp, torch.zeros_like(lp))
-
-
-def _linear_expanded(fn: ExpandedDistribution, value: torch.Tensor) -> torch.Tensor:
-    lp = linear_log_prob(fn.base_dist, value)
-    return lp.expand(torch.broadcast_shapes(tuple(fn.batch_shape), tuple(lp.shape)))
-
-
-def _linear_bernoulli(fn: Bernoulli, value: torch.Tensor) -> torch.Tensor:
-    return value * fn.logits.detach()
-
-
-def _linear_one_hot(fn: OneHotCategorical, value: torch.Tensor) -> torch.Tensor:
-    # torch normalises Categorical logits: logits = log p
-    return (value * fn.logits.detach()).sum(-1)
-
-
-_LINEAR: tuple[tuple[type, Callable[[Distribution, torch.Tensor], torch.Tensor]], ...] = (
-    (Independent, _linear_independent),
-    (MaskedDistribution, _linear_masked),
-    (ExpandedDistribution, _linear_expanded),
-    (Bernoulli, _linear_bernoulli),
-    (OneHotCategorical, _linear_one_hot),
-)
-
-
 def linear_log_prob(fn: Distribution, value: torch.Tensor) -> torch.Tensor:
-    r"""A log-density, linear in the value, with the exact value-gradient and detached parameters.
+    r"""A Pyro site's log-density in a form linear in the value, with detached parameters.
 
-    .. math::
-        \text{Bernoulli: } z\,\ell,\qquad\text{one-hot: } \langle v,\log p\rangle,
-
-    through ``Independent`` (sum over the reinterpreted dims), ``MaskedDistribution`` (masked) and
-    ``ExpandedDistribution`` (broadcast) wrappers. It differs from ``fn.log_prob(value)`` by a term
-    that does not depend on the value, so its gradient with respect to the value is that of the
-    log-density (for one-hot sites: of its linear extension, since ``log_prob`` takes an argmax).
+    :func:`ppl_arms._sample_gradient.linear_log_prob` of the unwrapped distribution: Bernoulli
+    :math:`z\,\ell`, one-hot :math:`\langle v,\log p\rangle`, through ``Independent`` (summed
+    event dims), ``MaskedDistribution`` and ``ExpandedDistribution`` wrappers.
 
     Args:
-        fn: The site's distribution.
+        fn: The site's distribution (Bernoulli or OneHotCategorical, possibly wrapped).
         value: A float value of the site's shape.
 
     Returns:
@@ -156,10 +71,10 @@ def linear_log_prob(fn: Distribution, value: torch.Tensor) -> torch.Tensor:
     Raises:
         ValueError: For a distribution other than the wrappers over Bernoulli / OneHotCategorical.
     """
-    for cls, linear in _LINEAR:
-        if isinstance(fn, cls):
-            return linear(fn, value)
-    raise ValueError(f"no linear log-density for a {type(fn).__name__} distribution")
+    info = unwrap(fn)
+    if info.kind is DistKind.OTHER or (info.kind is DistKind.CATEGORICAL and not info.one_hot):
+        raise ValueError(f"no linear log-density for a {type(fn).__name__} distribution")
+    return _linear_log_prob(info, value)
 
 
 def _replay_trace(guide_trace: Trace, leaves: dict[str, torch.Tensor]) -> Trace:
@@ -262,15 +177,17 @@ def sample_gradients(
             distribution is not Bernoulli / OneHotCategorical / Categorical.
     """
     sites = list(dict.fromkeys(sites))
-    kinds = {}
+    infos = {}
     for name in sites:
         site = guide_trace.nodes.get(name)
         if site is None or site["type"] != "sample" or site["is_observed"]:
             raise ValueError(f"site '{name}' is not a latent sample site of the guide trace")
-        kinds[name] = _kind(name, site["fn"])
+        infos[name] = unwrap(site["fn"])
+        check_differentiable_kind(name, infos[name], "OneHotCategorical; Categorical gives zeros")
+    integer = {n for n, i in infos.items() if i.kind is DistKind.CATEGORICAL and not i.one_hot}
     leaves = {}
     for name in sites:
-        if kinds[name] is not _Kind.CATEGORICAL:
+        if name not in integer:
             value = detach_provenance(guide_trace.nodes[name]["value"]).detach()
             leaves[name] = value.clone().requires_grad_(True)
     df_dz: dict[str, torch.Tensor] = {}
@@ -297,13 +214,9 @@ def sample_gradients(
                 if g_rest is None:
                     nondifferentiable.add(name)
                 df_dz[name] = total.detach()
-    for name in sites:
-        if kinds[name] is _Kind.CATEGORICAL:
-            site = guide_trace.nodes[name]
-            logits = _base(site["fn"]).logits
-            value = detach_provenance(site["value"])
-            df_dz[name] = torch.zeros(
-                (*value.shape, logits.shape[-1]), dtype=logits.dtype, device=logits.device
-            )
-            nondifferentiable.add(name)
+    for name in integer:
+        logits = detach_provenance(infos[name].base.logits)
+        value = detach_provenance(guide_trace.nodes[name]["value"])
+        df_dz[name] = logits.new_zeros((*value.shape, logits.shape[-1]))
+        nondifferentiable.add(name)
     return SampleGradients({name: df_dz[name] for name in sites}, frozenset(nondifferentiable))

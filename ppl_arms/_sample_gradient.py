@@ -1,0 +1,90 @@
+r"""What both adapters' ``sample_gradients`` share: the result type and the sites' own terms.
+
+The gradient-informed estimators (:mod:`ppl_arms.core.double_cv`, :mod:`ppl_arms.core.rodeo`) need
+:math:`\partial f/\partial z` per particle. Each adapter replays its host's programs with the
+chosen sites' values as floats and differentiates the learning signal (``sample_gradient.py`` in
+each adapter); a site's *own* log-densities enter through :func:`linear_log_prob`, their linear form
+in the value, written here once on the unwrapped :class:`~ppl_arms._sites.SiteDistribution`.
+"""
+
+from __future__ import annotations
+
+from typing import Generic, NamedTuple, TypeVar
+
+from ppl_arms._sites import SiteDistribution
+from ppl_arms._typing import Array
+from ppl_arms.core._ops import get_ops
+from ppl_arms.core.estimators import DistKind
+
+__all__ = ["SampleGradients", "check_differentiable_kind", "linear_log_prob"]
+
+A = TypeVar("A")
+
+
+class SampleGradients(NamedTuple, Generic[A]):
+    r"""What ``sample_gradients`` returns.
+
+    Attributes:
+        df_dz: Per site, :math:`\partial f/\partial z`, detached: the value's shape
+            ``[*batch, *event]`` for Bernoulli sites and ``[*batch, *event, K]`` for categorical
+            sites (one-hot), with the particle axis first (Pyro; NumPyro's per-particle function
+            gets it from the loss's ``vmap``).
+        nondifferentiable: The sites whose value reaches ``f`` only through their own
+            log-densities (or not at all): the rest of the program uses it non-differentiably, so
+            Double CV / RODEO gain little there (the loss should warn once per such site).
+    """
+
+    df_dz: dict[str, A]
+    nondifferentiable: frozenset[str]
+
+
+def check_differentiable_kind(name: str, info: SiteDistribution, categorical: str) -> None:
+    """Raise, naming the site, unless it is a Bernoulli or categorical site.
+
+    Args:
+        name: The site's name.
+        info: Its unwrapped distribution.
+        categorical: How the host handles categorical sites (for the message).
+    """
+    if info.kind is DistKind.OTHER:
+        raise ValueError(
+            f"site '{name}' has a {type(info.base).__name__} distribution: the gradient with "
+            f"respect to the sample is defined for Bernoulli and categorical sites ({categorical})"
+        )
+
+
+def linear_log_prob(info: SiteDistribution, value: Array) -> Array:
+    r"""A site's log-density in a form linear in the value, with stopped parameters.
+
+    .. math::
+        \text{Bernoulli: } \sum_{\text{event}} m\,z\,\ell,\qquad
+        \text{categorical at a one-hot } v:\ \sum_{\text{event}} m\,\langle v,\log p\rangle,
+
+    with the site's mask :math:`m` and logits :math:`\ell` broadcast to its coordinates. For a
+    Bernoulli site it differs from ``log_prob(value)`` by a term that does not depend on the value,
+    so its gradient with respect to the value is the log-density's (:math:`\ell`); for a
+    categorical site it is the linear extension of the log-density to one-hot vectors (hosts'
+    one-hot ``log_prob`` takes an ``argmax`` and has no gradient).
+
+    Args:
+        info: The site's unwrapped distribution (Bernoulli or categorical).
+        value: A float value of the coordinates' shape (Bernoulli) or a one-hot float value with a
+            trailing ``K`` axis (categorical).
+
+    Returns:
+        The linear form, of shape ``info.batch_shape`` (broadcast with the value's).
+    """
+    ops = get_ops(value)
+    # ``+ zeros``: a host may keep a Python-number parameter (NumPyro's ``Bernoulli(0.5)``)
+    raw = ops.zeros((), value) + info._plain(info.base.logits)
+    k = ops.shape(raw)[-1:] if info.kind is DistKind.CATEGORICAL else ()
+    logits = ops.stop_gradient(ops.broadcast_to(raw, info.coord_shape + tuple(k)))
+    if info.kind is DistKind.CATEGORICAL:
+        lp = ops.sum(value * ops.log_softmax(logits, axis=-1), axis=-1)
+    else:
+        lp = value * logits
+    if info.mask is not None:
+        lp = ops.where(info.mask, lp, 0.0)
+    if info.event_ndims:
+        lp = ops.sum(lp, axis=tuple(range(-info.event_ndims, 0)))
+    return lp
