@@ -17,16 +17,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from models._ppl import Host, host
+
 __all__ = ["LOSSES", "LossSpec", "make_loss"]
 
 
 @dataclass(frozen=True)
 class LossSpec:
-    """How to build one benchmarked loss.
+    """How to build one benchmarked loss, in either backend.
 
     Attributes:
-        numpyro: ``f(N) -> loss`` for NumPyro, or ``None`` if unavailable there.
-        pyro: ``f(N) -> loss`` for Pyro (given the model's plate nesting via ``nesting``).
+        build: ``f(host, N, nesting) -> loss``: the loss for a :class:`models._ppl.Host`, an
+            evaluation budget ``N`` and the model's plate nesting.
         objective: ``"elbo"`` or ``"bound"`` (the multi-sample bound the loss optimises).
         bound_size: ``f(N) -> n``, the bound's number of samples (``1`` for ELBO losses).
         ours: Whether it is a ppl_arms loss.
@@ -34,8 +36,7 @@ class LossSpec:
         note: A short caveat printed in the table (e.g. a known bias).
     """
 
-    numpyro: Callable[[int], Any] | None
-    pyro: Callable[[int, int], Any] | None
+    build: Callable[[Host, int, int], Any]
     objective: str = "elbo"
     bound_size: Callable[[int], int] = lambda n: 1
     ours: bool = True
@@ -43,102 +44,49 @@ class LossSpec:
     note: str = ""
 
 
-def _np(name: str, **kw: Any) -> Callable[[int], Any]:
-    def build(n: int) -> Any:
-        import ppl_arms.numpyro as ours
-
-        return getattr(ours, name)(n, **kw)
+def _ours(cls: str, **kw: Any) -> Callable[[Host, int, int], Any]:
+    def build(h: Host, n: int, nesting: int) -> Any:
+        return getattr(h.adapter, cls)(n, **h.loss_kwargs(nesting), **kw)
 
     return build
 
 
-def _py(name: str, **kw: Any) -> Callable[[int, int], Any]:
-    def build(n: int, nesting: int) -> Any:
-        import ppl_arms.pyro as ours
-
-        return getattr(ours, name)(n, max_plate_nesting=nesting, **kw)
+def _iwae(estimator: str, half: bool) -> Callable[[Host, int, int], Any]:
+    def build(h: Host, n: int, nesting: int) -> Any:
+        return _ours("TraceARMS_IWAE", estimator=estimator)(h, n // 2 if half else n, nesting)
 
     return build
 
 
-def _np_iwae(estimator: str, half: bool) -> Callable[[int], Any]:
-    return lambda n: _np("TraceARMS_IWAE", estimator=estimator)(n // 2 if half else n)
-
-
-def _py_iwae(estimator: str, half: bool) -> Callable[[int, int], Any]:
-    return lambda n, nesting: _py("TraceARMS_IWAE", estimator=estimator)(
-        n // 2 if half else n, nesting
-    )
-
-
-def _host_numpyro(cls: str, **kw: Any) -> Callable[[int], Any]:
-    def build(n: int) -> Any:
-        import numpyro.infer
-
-        return getattr(numpyro.infer, cls)(num_particles=n, **kw)
-
-    return build
-
-
-def _host_pyro(cls: str, **kw: Any) -> Callable[[int, int], Any]:
-    def build(n: int, nesting: int) -> Any:
-        import pyro.infer
-
-        return getattr(pyro.infer, cls)(
-            num_particles=n, vectorize_particles=True, max_plate_nesting=nesting, **kw
-        )
+def _host(cls: str, **kw: Any) -> Callable[[Host, int, int], Any]:
+    def build(h: Host, n: int, nesting: int) -> Any:
+        return getattr(h.infer, cls)(num_particles=n, **h.host_loss_kwargs(nesting), **kw)
 
     return build
 
 
 LOSSES: Mapping[str, LossSpec] = {
-    "arms": LossSpec(_np("TraceARMS_ELBO"), _py("TraceARMS_ELBO")),
-    "arms-gaussian": LossSpec(
-        _np("TraceARMS_ELBO", copula="gaussian"), _py("TraceARMS_ELBO", copula="gaussian")
-    ),
-    "graph-arms": LossSpec(_np("TraceGraphARMS_ELBO"), _py("TraceGraphARMS_ELBO")),
-    "loorf": LossSpec(
-        _np("TraceARMS_ELBO", estimator="loorf"), _py("TraceARMS_ELBO", estimator="loorf")
-    ),
-    "disarm": LossSpec(
-        _np("TraceARMS_ELBO", estimator="disarm"),
-        _py("TraceARMS_ELBO", estimator="disarm"),
-        bernoulli_only=True,
-    ),
-    "reinforce": LossSpec(
-        _np("TraceARMS_ELBO", estimator="reinforce"),
-        _py("TraceARMS_ELBO", estimator="reinforce"),
-    ),
-    "iwae-arms": LossSpec(
-        _np_iwae("arms", half=True),
-        _py_iwae("arms", half=True),
-        "bound",
-        lambda n: n // 2,
-    ),
-    "iwae-loorf": LossSpec(
-        _np_iwae("loorf", half=True),
-        _py_iwae("loorf", half=True),
-        "bound",
-        lambda n: n // 2,
-    ),
-    "iwae-vimco": LossSpec(
-        _np_iwae("vimco", half=False), _py_iwae("vimco", half=False), "bound", lambda n: n
-    ),
+    "arms": LossSpec(_ours("TraceARMS_ELBO")),
+    "arms-gaussian": LossSpec(_ours("TraceARMS_ELBO", copula="gaussian")),
+    "graph-arms": LossSpec(_ours("TraceGraphARMS_ELBO")),
+    "loorf": LossSpec(_ours("TraceARMS_ELBO", estimator="loorf")),
+    "disarm": LossSpec(_ours("TraceARMS_ELBO", estimator="disarm"), bernoulli_only=True),
+    "reinforce": LossSpec(_ours("TraceARMS_ELBO", estimator="reinforce")),
+    "iwae-arms": LossSpec(_iwae("arms", half=True), "bound", lambda n: n // 2),
+    "iwae-loorf": LossSpec(_iwae("loorf", half=True), "bound", lambda n: n // 2),
+    "iwae-vimco": LossSpec(_iwae("vimco", half=False), "bound", lambda n: n),
     "tracegraph": LossSpec(
-        _host_numpyro("TraceGraph_ELBO"),
-        _host_pyro("TraceGraph_ELBO"),
+        _host("TraceGraph_ELBO"),
         ours=False,
         note="host TraceGraph_ELBO (NumPyro: no baseline, score scaled twice under subsampling)",
     ),
     "trace": LossSpec(
-        _host_numpyro("Trace_ELBO"),
-        _host_pyro("Trace_ELBO"),
+        _host("Trace_ELBO"),
         ours=False,
         note="host Trace_ELBO (NumPyro: no score term for discrete sites, biased)",
     ),
     "renyi": LossSpec(
-        _host_numpyro("RenyiELBO", alpha=0.0),
-        _host_pyro("RenyiELBO", alpha=0.0),
+        _host("RenyiELBO", alpha=0.0),
         "bound",
         lambda n: n,
         ours=False,
@@ -152,9 +100,4 @@ def make_loss(name: str, backend: str, num_particles: int, nesting: int = 1) -> 
     """Build the loss ``name`` for ``backend`` at an evaluation budget of ``num_particles``."""
     if name not in LOSSES:
         raise ValueError(f"unknown loss {name!r}; valid names are {sorted(LOSSES)}")
-    spec = LOSSES[name]
-    if backend == "numpyro":
-        return spec.numpyro(num_particles)
-    if backend == "pyro":
-        return spec.pyro(num_particles, nesting)
-    raise ValueError(f"unknown backend {backend!r}; valid backends are ['numpyro', 'pyro']")
+    return LOSSES[name].build(host(backend), num_particles, nesting)

@@ -1,6 +1,8 @@
-"""The few PPL and array operations the example models need, for Pyro and for NumPyro.
+"""The one "write once for both backends" namespace of the models, the tests and the benchmarks.
 
-Each model in :mod:`models` is written once, as a function of a :class:`PPL` namespace, and built
+:class:`Host` holds a backend's host primitives and its ``ppl_arms`` adapter; the adapter test
+backends (``tests/adapters/backends.py``) and the benchmark losses (``benchmarks/losses.py``) take
+theirs from :func:`host`. Each model in :mod:`models` is written once, as a function of a :class:`PPL` namespace, and built
 for a backend by passing :func:`numpyro_ppl` or :func:`pyro_ppl`. The namespace holds the host
 primitives (``sample``, ``plate``, the distributions module), parameter creation, and the handful of
 array operations whose spelling differs between torch and JAX. Backends are imported only when
@@ -21,10 +23,107 @@ import numpy as np
 
 from models._init import LEAKY_RELU_SLOPE, layer_names
 
-__all__ = ["PPL", "numpyro_ppl", "pyro_ppl"]
+__all__ = ["PPL", "Host", "host", "numpyro_ppl", "pyro_ppl"]
 
 DATA_PLATE = "data"
 """Name of the plate over data points, at ``dim=-1`` in both backends."""
+
+
+@dataclass(frozen=True)
+class Host:
+    """A backend's host library and ``ppl_arms`` adapter, for code written once for both.
+
+    Attributes:
+        name: ``"numpyro"`` or ``"pyro"``.
+        sample: The host's ``sample``.
+        plate: The host's ``plate``.
+        param: The host's ``param``.
+        dist: The host's distributions module.
+        mask: The host's ``mask`` handler.
+        scale: The host's ``scale`` handler.
+        exp: The array library's ``exp``.
+        adapter: ``ppl_arms.numpyro`` or ``ppl_arms.pyro``.
+        infer: The host's ``infer`` module (its own losses).
+        loss_kwargs: ``loss_kwargs(nesting)``: the keywords an ELBO of this host needs for a model
+            with ``nesting`` plates (Pyro's ``max_plate_nesting``; none for NumPyro).
+        host_loss_kwargs: The same for the host's own losses (Pyro also vectorises particles).
+    """
+
+    name: str
+    sample: Callable[..., Any]
+    plate: Callable[..., Any]
+    param: Callable[..., Any]
+    dist: ModuleType
+    mask: Callable[..., Any]
+    scale: Callable[..., Any]
+    exp: Callable[[Any], Any]
+    adapter: ModuleType
+    infer: ModuleType
+    loss_kwargs: Callable[[int], dict[str, Any]]
+    host_loss_kwargs: Callable[[int], dict[str, Any]]
+
+
+def _numpyro_host() -> Host:
+    import jax.numpy as jnp
+    import numpyro
+    import numpyro.distributions as dist
+    import numpyro.infer
+    from numpyro import handlers
+
+    import ppl_arms.numpyro
+
+    return Host(
+        name="numpyro",
+        sample=numpyro.sample,
+        plate=numpyro.plate,
+        param=numpyro.param,
+        dist=dist,
+        mask=handlers.mask,
+        scale=handlers.scale,
+        exp=jnp.exp,
+        adapter=ppl_arms.numpyro,
+        infer=numpyro.infer,
+        loss_kwargs=lambda nesting: {},
+        host_loss_kwargs=lambda nesting: {},
+    )
+
+
+def _pyro_host() -> Host:
+    import pyro
+    import pyro.distributions as dist
+    import pyro.infer
+    import torch
+    from pyro import poutine
+
+    import ppl_arms.pyro
+
+    return Host(
+        name="pyro",
+        sample=pyro.sample,
+        plate=pyro.plate,
+        param=pyro.param,
+        dist=dist,
+        mask=poutine.mask,
+        scale=poutine.scale,
+        exp=torch.exp,
+        adapter=ppl_arms.pyro,
+        infer=pyro.infer,
+        loss_kwargs=lambda nesting: {"max_plate_nesting": nesting},
+        host_loss_kwargs=lambda nesting: {
+            "vectorize_particles": True,
+            "max_plate_nesting": nesting,
+        },
+    )
+
+
+_HOSTS: Mapping[str, Callable[[], Host]] = {"numpyro": _numpyro_host, "pyro": _pyro_host}
+
+
+def host(name: str) -> Host:
+    """The :class:`Host` of backend ``name`` (``"numpyro"`` or ``"pyro"``), imported on request."""
+    if name not in _HOSTS:
+        raise ValueError(f"unknown backend {name!r}; valid backends are {sorted(_HOSTS)}")
+    return _HOSTS[name]()
 
 
 @dataclass(frozen=True)
@@ -66,7 +165,6 @@ def numpyro_ppl() -> PPL:
     import jax
     import jax.numpy as jnp
     import numpyro
-    import numpyro.distributions as dist
 
     def data_plate(batch_size: int, num_data: int | None) -> Any:
         if num_data is None:
@@ -92,10 +190,11 @@ def numpyro_ppl() -> PPL:
         h = jax.nn.one_hot(z, num_categories, dtype=like.dtype)
         return jnp.reshape(h, (*h.shape[:-2], h.shape[-2] * num_categories))
 
+    h = _numpyro_host()
     return PPL(
-        name="numpyro",
-        sample=numpyro.sample,
-        dist=dist,
+        name=h.name,
+        sample=h.sample,
+        dist=h.dist,
         data_plate=data_plate,
         param=param,
         constant=lambda a, like: jnp.asarray(a, dtype=like.dtype),
@@ -114,7 +213,6 @@ def pyro_ppl() -> PPL:
     weight). Their parameters appear in the param store as ``"{prefix}$$${index}.weight"``.
     """
     import pyro
-    import pyro.distributions as dist
     import torch
 
     def data_plate(batch_size: int, num_data: int | None) -> Any:
@@ -156,10 +254,11 @@ def pyro_ppl() -> PPL:
         h = torch.nn.functional.one_hot(z.long(), num_categories).to(like.dtype)
         return h.flatten(-2)
 
+    h = _pyro_host()
     return PPL(
-        name="pyro",
-        sample=pyro.sample,
-        dist=dist,
+        name=h.name,
+        sample=h.sample,
+        dist=h.dist,
         data_plate=data_plate,
         param=param,
         constant=constant,

@@ -1,24 +1,33 @@
-"""A small explicit namespace per host library, so each test model is written once for both."""
+"""The adapter tests' backends: the shared host namespace (``models._ppl.host``) plus arrays."""
 
 import numpy as np
 
+from models._ppl import host
 
-class NumPyroBackend:
+
+class _Backend:
+    """A :class:`models._ppl.Host`'s primitives as attributes, with the adapter as ``losses``."""
+
+    name = ""
+
+    def __init__(self):
+        h = host(self.name)
+        self.exp, self.dist, self.mask, self.scale = h.exp, h.dist, h.mask, h.scale
+        self.sample, self.plate, self.param = h.sample, h.plate, h.param
+        self.losses = h.adapter
+
+    def __repr__(self):
+        return self.name
+
+
+class NumPyroBackend(_Backend):
     name = "numpyro"
 
     def __init__(self):
         import jax.numpy as jnp
-        import numpyro
-        import numpyro.distributions as dist
-        from numpyro import handlers
 
-        import ppl_arms.numpyro as ours
-
+        super().__init__()
         self.jnp = jnp
-        self.exp = jnp.exp
-        self.sample, self.plate, self.param = numpyro.sample, numpyro.plate, numpyro.param
-        self.dist, self.mask, self.scale = dist, handlers.mask, handlers.scale
-        self.losses = ours
 
     def array(self, x, dtype=None):
         return self.jnp.asarray(np.asarray(x), dtype=dtype)
@@ -26,26 +35,15 @@ class NumPyroBackend:
     def bool_array(self, x):
         return self.jnp.asarray(np.asarray(x, dtype=bool))
 
-    def __repr__(self):
-        return self.name
 
-
-class PyroBackend:
+class PyroBackend(_Backend):
     name = "pyro"
 
     def __init__(self):
-        import pyro
-        import pyro.distributions as dist
         import torch
-        from pyro import poutine
 
-        import ppl_arms.pyro as ours
-
+        super().__init__()
         self.torch = torch
-        self.exp = torch.exp
-        self.sample, self.plate, self.param = pyro.sample, pyro.plate, pyro.param
-        self.dist, self.mask, self.scale = dist, poutine.mask, poutine.scale
-        self.losses = ours
 
     def array(self, x, dtype=None):
         t = self.torch.as_tensor(np.array(x))
@@ -53,6 +51,3 @@ class PyroBackend:
 
     def bool_array(self, x):
         return self.torch.as_tensor(np.asarray(x, dtype=bool))
-
-    def __repr__(self):
-        return self.name
