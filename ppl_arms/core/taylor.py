@@ -56,7 +56,7 @@ def element_axes(f_shape: Shape, z_shape: Shape) -> tuple[int, ...]:
     if len(f_shape) != len(z_shape):
         raise ValueError(
             f"f has shape {f_shape} and z has shape {z_shape}: give f one axis per sample axis "
-            "(append size-1 axes for the event dims, as SiteArrays.per_coordinate does)"
+            "(append size-1 axes for the event dims, as core.carriers.SiteCarrier.per_coordinate does)"
         )
     for a, (fa, za) in enumerate(zip(f_shape, z_shape, strict=True)):
         if fa not in (1, za):
