@@ -250,11 +250,8 @@ class EstimatorConfig:
         check_choice(self.copula, COPULAS, "copula")
         check_choice(self.categorical_coupling, CATEGORICAL_COUPLINGS, "categorical_coupling")
         check_num_particles(self.num_samples)
-        if self.estimator == "disarm" and self.num_samples % 2:
-            raise ValueError(
-                f"estimator='disarm' uses num_particles/2 antithetic pairs and needs an even "
-                f"num_particles, got {self.num_samples}"
-            )
+        for make in ESTIMATORS[self.estimator].values():  # the estimator's own rules on n
+            make(self).check(self.num_samples)
 
     @property
     def copula_obj(self) -> Copula:

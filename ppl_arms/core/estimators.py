@@ -70,6 +70,11 @@ class DistKind(enum.StrEnum):
     """Any other non-reparameterised distribution; only score-function estimators apply."""
 
 
+def _where(site: str | None) -> str:
+    """The prefix naming the site in an error message (none at the loss level)."""
+    return "" if site is None else f"site '{site}': "
+
+
 @dataclass(frozen=True)
 class NoiseSpec:
     """One base-noise array to draw: its kind and shape (leading axis ``n`` or ``1``)."""
@@ -106,11 +111,15 @@ class SiteEstimator(ABC):
     kinds: ClassVar[frozenset[DistKind]]
     coupled: ClassVar[bool] = False
 
-    def check(self, n: int, site: str) -> None:
-        """Raise ``ValueError`` naming ``site`` if ``n`` samples cannot be used."""
+    def check(self, n: int, site: str | None = None) -> None:
+        """Raise ``ValueError`` (naming ``site``, if given) if ``n`` samples cannot be used.
+
+        The one home of the per-estimator rules on ``n``: the losses call it at construction
+        (``site=None``) and again per site, where ``infer`` may pick another estimator.
+        """
         if n < 2 and type(self) is not REINFORCE:
             raise ValueError(
-                f"site '{site}': estimator '{self.name}' needs num_particles >= 2, got {n}"
+                f"{_where(site)}estimator '{self.name}' needs num_particles >= 2, got {n}"
             )
 
     def noise_specs(self, n: int, shape: Shape, num_categories: int) -> tuple[NoiseSpec, ...]:
@@ -196,12 +205,13 @@ class DisARM(SiteEstimator):
     kinds: ClassVar[frozenset[DistKind]] = frozenset({DistKind.BERNOULLI})
     coupled: ClassVar[bool] = True
 
-    def check(self, n: int, site: str) -> None:  # noqa: D102
+    def check(self, n: int, site: str | None = None) -> None:  # noqa: D102
         super().check(n, site)
         if n % 2:
             raise ValueError(
-                f"site '{site}': 'disarm' uses num_particles/2 antithetic pairs and needs an even "
-                f"num_particles, got {n}; use an even number or estimator='arms' (any n >= 2)"
+                f"{_where(site)}estimator='disarm' uses num_particles/2 antithetic pairs and needs "
+                f"an even num_particles, got {n}; use an even number or estimator='arms' "
+                "(any n >= 2)"
             )
 
     def noise_specs(self, n: int, shape: Shape, num_categories: int) -> tuple[NoiseSpec, ...]:  # noqa: D102
