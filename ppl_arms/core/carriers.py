@@ -132,7 +132,7 @@ class LogitCarrier(SiteCarrier, ElboCarrier):
 
 @dataclass(frozen=True)
 class ScoreCarrier(SiteCarrier, ElboCarrier):
-    """A per-particle score surrogate ``[P, *coords]`` (:func:`~ppl_arms.core.logit_score`)."""
+    """A per-particle score surrogate ``[P, *coords]`` (:func:`~ppl_arms.core.surrogate.logit_score`)."""
 
     score: Array
 

@@ -101,7 +101,7 @@ def logit_score(kind: DistKind, z: Array, logits: Array) -> Array:
     r"""Per-coordinate surrogate ``s`` with :math:`\nabla s=\nabla\log q(z)` through the logits.
 
     Bernoulli: :math:`s=(z-\mathrm{sg}(p))\,\phi`; categorical:
-    :math:`s=\phi_z-\sum_k\mathrm{sg}(p_k)\phi_k` (:func:`~ppl_arms.core.categorical_score`).
+    :math:`s=\phi_z-\sum_k\mathrm{sg}(p_k)\phi_k` (:func:`~ppl_arms.core.categorical.categorical_score`).
     ``score_carrier(c, s)`` then has the gradient of ``carrier(directions(kind, c, z, logits),
     logits)``, with ``[n, *coords]`` arrays only (no ``K`` axis per sample).
 
