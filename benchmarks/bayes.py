@@ -22,10 +22,11 @@ excluded from the clock; compilation and warm-up are included):
   variation distance of the change time's posterior to the exact one.
 
 Methods: ``arms-guide`` / ``loorf-guide`` (our ``TraceARMS_ELBO`` with a hand-written guide),
-``arms-mf`` / ``loorf-mf`` (ours with ``AutoMixedMeanField``), ``dhmcgibbs`` (NumPyro's
-``DiscreteHMCGibbs`` around NUTS), ``mixedhmc`` (NumPyro's ``MixedHMC``), ``traceenum``
-(NumPyro's ``TraceEnum_ELBO`` with ``funsor``, discrete sites summed out, ``AutoNormal`` on the
-rest). It prints a table and writes ``bayes.json`` (every curve, the command, the versions),
+``arms-mf`` / ``loorf-mf`` (ours with ``AutoMixedMeanField``), ``arms-mixture`` /
+``loorf-mixture`` / ``loorf-lowrank`` (ours with a structured guide; logistic regression only),
+``dhmcgibbs`` (NumPyro's ``DiscreteHMCGibbs`` around NUTS), ``mixedhmc`` (NumPyro's
+``MixedHMC``), ``traceenum`` (NumPyro's ``TraceEnum_ELBO`` with ``funsor``, discrete sites summed
+out, ``AutoNormal`` on the rest). It prints a table and writes ``bayes.json`` (every curve, the command, the versions),
 ``bayes.md`` and one PNG per workload family.
 """
 
@@ -204,7 +205,15 @@ def _workloads(quick: bool) -> dict[str, Workload]:
             f"spike-and-slab linear regression, {design} design, n={n}, p={p}",
             _linreg(n, p, design, quick), {"n": n, "p": p, "design": design},
         )  # fmt: skip
-    logreg = ("arms-guide", "loorf-guide", "arms-mf", "loorf-mf", "dhmcgibbs", "mixedhmc")
+    logreg = (
+        "arms-guide",
+        "loorf-guide",
+        "arms-mf",
+        "loorf-mf",
+        *STRUCTURED,
+        "dhmcgibbs",
+        "mixedhmc",
+    )
     out["logreg-cancer-p30"] = Workload(
         "logreg-cancer-p30", "logreg", "mean abs. PIP error", 0.05, False, logreg,
         dict.fromkeys(logreg, 40.0 * s),
@@ -234,6 +243,28 @@ def _workloads(quick: bool) -> dict[str, Workload]:
         )  # fmt: skip
     return out
 
+
+STRUCTURED = ("arms-mixture", "loorf-mixture", "loorf-lowrank")
+"""The logistic regression's structured guides (:func:`models.bayesian.logistic_selection.mixture_guide`
+with :data:`MIXTURE_COMPONENTS` components, :func:`~models.bayesian.logistic_selection.lowrank_guide`
+of rank :data:`LOWRANK_RANK`)."""
+
+MIXTURE_COMPONENTS = 4
+"""Components of the ``*-mixture`` guides."""
+
+LOWRANK_RANK = 2
+"""Rank of the ``*-lowrank`` guide's latent."""
+
+LOWRANK_PIP_DRAWS = 1000
+"""Draws of the low-rank latent behind each PIP estimate of ``*-lowrank`` (fixed key)."""
+
+DECAY = 0.999
+"""Per-step decay of the VI step size, ``0.05 * DECAY**t`` (5% of the start after 3,000 steps)."""
+
+STRUCTURED_DECAY = 0.9999
+"""The structured guides' decay (5% after 30,000 steps): their inclusion site has LOORF gradients
+with a quarter (mixture) of the particles per component, and with :data:`DECAY` they were still
+moving when the step size had gone."""
 
 WORKLOADS = tuple(_workloads(False))
 """Names of the full run's workloads."""
@@ -333,7 +364,13 @@ def _program(wl: Workload, ctx: dict[str, Any], method: str) -> tuple[Any, Any, 
         from models.bayesian import logistic_selection as ls
 
         d = ctx["data"]
-        return ls.numpyro_model, ls.numpyro_guide, (jnp.asarray(d.x), jnp.asarray(d.y)), {}
+        args = (jnp.asarray(d.x), jnp.asarray(d.y))
+        if method.endswith("-mixture"):
+            kw = {"num_components": MIXTURE_COMPONENTS}
+            return ls.mixture_model, ls.mixture_guide, args, kw
+        if method.endswith("-lowrank"):
+            return ls.lowrank_model, ls.lowrank_guide, args, {"rank": LOWRANK_RANK}
+        return ls.numpyro_model, ls.numpyro_guide, args, {}
     if wl.family == "mixture":
         from models.bayesian import gaussian_mixture as gm
 
@@ -369,6 +406,15 @@ def _init_values(wl: Workload, ctx: dict[str, Any]) -> dict[str, Any]:
 def _vi_summary(wl: Workload, ctx: dict, method: str, guide: Any, params: dict) -> dict:
     import jax
 
+    if method.endswith("-mixture"):
+        from models.bayesian import logistic_selection as ls
+
+        return {"pips": np.asarray(ls.mixture_inclusion_probabilities(params), np.float64)}
+    if method.endswith("-lowrank"):
+        from models.bayesian import logistic_selection as ls
+
+        pips = ls.lowrank_inclusion_probabilities(params, LOWRANK_PIP_DRAWS, jax.random.key(1))
+        return {"pips": np.asarray(pips, np.float64)}
     if wl.family in ("linreg", "logreg"):
         key = "gamma_logits" if method.endswith("guide") else "gamma_auto_logits"
         return {"pips": np.asarray(jax.nn.sigmoid(params[key]), dtype=np.float64)}
@@ -390,8 +436,8 @@ def _vi_summary(wl: Workload, ctx: dict, method: str, guide: Any, params: dict) 
     return {"tau_probs": np.asarray(jax.nn.softmax(params["tau_auto_logits"]), np.float64)}
 
 
-def _vi_setup(wl: Workload, ctx: dict[str, Any], method: str) -> tuple[Any, Any, float, int]:
-    """``(guide, loss, step size, steps per chunk)``."""
+def _vi_setup(wl: Workload, ctx: dict[str, Any], method: str) -> tuple[Any, Any, float, float, int]:
+    """``((model, guide), loss, step size, its per-step decay, steps per chunk)``."""
     import numpyro
     from numpyro.infer import TraceEnum_ELBO
     from numpyro.infer.autoguide import AutoNormal
@@ -409,14 +455,15 @@ def _vi_setup(wl: Workload, ctx: dict[str, Any], method: str) -> tuple[Any, Any,
         enum_model = config_enumerate(model, default="parallel")
         guide = AutoNormal(numpyro.handlers.block(model, hide=[discrete]), init_loc_fn=init)
         loss = TraceEnum_ELBO(max_plate_nesting=1)
-        return (enum_model, guide), loss, 0.05, 20
+        return (enum_model, guide), loss, 0.05, DECAY, 20
     if wl.family == "changepoint":
         loss = TraceARMS_ELBO(16, estimator=estimator, categorical_coupling="stick_breaking")
     else:
         loss = TraceARMS_ELBO(4, estimator=estimator)
-    if not method.endswith("guide"):
+    if method.endswith("-mf"):
         guide = AutoMixedMeanField(model, init_loc_fn=init)
-    return (model, guide), loss, 0.05, 20
+    decay = STRUCTURED_DECAY if method in STRUCTURED else DECAY
+    return (model, guide), loss, 0.05, decay, 20
 
 
 def _run_vi(
@@ -426,9 +473,9 @@ def _run_vi(
     import numpyro
     from numpyro.infer import SVI
 
-    (model, guide), loss, lr, chunk = _vi_setup(wl, ctx, method)
+    (model, guide), loss, lr, decay, chunk = _vi_setup(wl, ctx, method)
     _, _, args, kwargs = _program(wl, ctx, method)
-    optim = numpyro.optim.Adam(lambda i: lr * 0.999**i)
+    optim = numpyro.optim.Adam(lambda i: lr * decay**i)
     svi = SVI(model, guide, optim, loss)
     curve: list[dict] = []
     excluded = 0.0
@@ -704,7 +751,8 @@ def parser() -> argparse.ArgumentParser:
         "--merge",
         action="store_true",
         help="merge this run's workloads into an existing OUT/bayes.json (its other workloads "
-        "are kept; the ones run again are replaced) instead of overwriting it",
+        "are kept; the ones run again are replaced, or with --methods only those methods' runs) "
+        "instead of overwriting it",
     )
     return p
 
@@ -716,15 +764,29 @@ def merge(saved: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     ``saved``; every merged workload records its own run under ``"run"`` (command, config,
     environment, seconds), and ``"merged_runs"`` lists the merges. Workloads are ordered as in
     :data:`WORKLOADS`.
+
+    If ``new`` ran a subset of the methods (``--methods``), a workload already in ``saved`` keeps
+    its other methods' runs: only the methods run are added or replaced, each with its own
+    ``"run"``, and the merge records the largest difference between the two runs' reference
+    PIPs (``"reference_max_difference"``; the reference is deterministic given its seed, so this
+    should be 0).
     """
     out = {**saved, "workloads": dict(saved["workloads"])}
     run_info = {k: new[k] for k in ("command", "config", "environment", "total_seconds")}
+    record: dict[str, Any] = {**run_info, "workloads": list(new["workloads"])}
+    subset = new["config"].get("methods") is not None
     for name, w in new["workloads"].items():
-        out["workloads"][name] = {**w, "run": run_info}
-    out["merged_runs"] = [
-        *saved.get("merged_runs", []),
-        {**run_info, "workloads": list(new["workloads"])},
-    ]
+        old = saved["workloads"].get(name)
+        if subset and old is not None:
+            runs = {**old["runs"], **{m: {**r, "run": run_info} for m, r in w["runs"].items()}}
+            out["workloads"][name] = {**old, "runs": runs}
+            a, b = old["reference"].get("pips"), w["reference"].get("pips")
+            if a is not None and b is not None:
+                diff = float(np.abs(np.asarray(a) - np.asarray(b)).max())
+                record.setdefault("reference_max_difference", {})[name] = diff
+        else:
+            out["workloads"][name] = {**w, "run": run_info}
+    out["merged_runs"] = [*saved.get("merged_runs", []), record]
     order = {name: i for i, name in enumerate(WORKLOADS)}
     out["workloads"] = dict(
         sorted(out["workloads"].items(), key=lambda kv: order.get(kv[0], len(order)))

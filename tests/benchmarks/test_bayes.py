@@ -78,6 +78,28 @@ def test_merge_keeps_the_other_workloads():
     assert "run" not in saved["workloads"]["linreg-orth-p20"]
 
 
+def test_merge_of_a_method_subset_keeps_the_other_methods():
+    def results(command, methods, runs, pips):
+        return {
+            "command": command, "config": {"methods": methods}, "environment": {},
+            "total_seconds": 1.0,
+            "workloads": {"logreg-cancer-p30": {
+                "reference": {"pips": pips}, "runs": dict.fromkeys(runs, command),
+            }},
+        }  # fmt: skip
+
+    saved = results("first", None, ["arms-guide", "dhmcgibbs"], [0.1, 0.5])
+    new = results("second", ["arms-mixture"], ["arms-mixture"], [0.1, 0.52])
+    new["workloads"]["logreg-cancer-p30"]["runs"] = {"arms-mixture": {"final": 1}}
+    merged = bayes.merge(saved, new)
+    runs = merged["workloads"]["logreg-cancer-p30"]["runs"]
+    assert list(runs) == ["arms-guide", "dhmcgibbs", "arms-mixture"]
+    assert runs["arms-guide"] == "first" and runs["arms-mixture"]["run"]["command"] == "second"
+    diff = merged["merged_runs"][-1]["reference_max_difference"]["logreg-cancer-p30"]
+    assert math.isclose(diff, 0.02, rel_tol=1e-9)
+    assert "run" not in merged["workloads"]["logreg-cancer-p30"]
+
+
 def _check_outputs(out, results, workloads):
     saved = json.loads((out / "bayes.json").read_text())
     assert set(saved["workloads"]) == set(workloads)
@@ -112,6 +134,20 @@ def test_bayes_logreg_smoke(tmp_path):
     assert set(w["runs"]) == {"arms-guide", "dhmcgibbs"}
     assert len(w["reference"]["pips"]) == 30 and w["reference"]["rhat_max"] > 0
     assert (tmp_path / "logreg.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_bayes_structured_smoke(tmp_path):
+    methods = ",".join(bayes.STRUCTURED)
+    results = bayes.main(
+        ["--quick", "--workloads", "logreg-cancer-p30", "--methods", methods,
+         "--cap-scale", "0.02", "--quiet", "--out", str(tmp_path)]
+    )  # fmt: skip
+    _check_outputs(tmp_path, results, ["logreg-cancer-p30"])
+    runs = results["workloads"]["logreg-cancer-p30"]["runs"]
+    assert set(runs) == set(bayes.STRUCTURED)
+    for r in runs.values():
+        assert 0.0 <= r["final"]["error"] <= 1.0
 
 
 @pytest.mark.slow
