@@ -13,13 +13,13 @@ at an equal evaluation budget ``N`` (``--num-particles``):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from models._ppl import Host, host
 
-__all__ = ["LOSSES", "LossSpec", "make_loss"]
+__all__ = ["LOSSES", "LossSpec", "available", "make_loss"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,8 @@ class LossSpec:
         ours: Whether it is a ppl_arms loss.
         bernoulli_only: Whether it rejects categorical sites (DisARM).
         note: A short caveat printed in the table (e.g. a known bias).
+        backends: The backends that have it (the compiled Pyro losses exist in Pyro only:
+            NumPyro steps are compiled by ``jax.jit`` whatever the loss).
     """
 
     build: Callable[[Host, int, int], Any]
@@ -42,6 +44,7 @@ class LossSpec:
     ours: bool = True
     bernoulli_only: bool = False
     note: str = ""
+    backends: frozenset[str] = frozenset({"numpyro", "pyro"})
 
 
 def _ours(cls: str, **kw: Any) -> Callable[[Host, int, int], Any]:
@@ -85,6 +88,17 @@ LOSSES: Mapping[str, LossSpec] = {
         ours=False,
         note="host Trace_ELBO (NumPyro: no score term for discrete sites, biased)",
     ),
+    "jit-arms": LossSpec(
+        _ours("JitTraceARMS_ELBO", ignore_jit_warnings=True),
+        backends=frozenset({"pyro"}),
+        note="TraceARMS_ELBO recorded once with torch.jit.trace (Pyro only)",
+    ),
+    "jit-trace": LossSpec(
+        _host("JitTrace_ELBO", ignore_jit_warnings=True),
+        ours=False,
+        backends=frozenset({"pyro"}),
+        note="host JitTrace_ELBO (Pyro only)",
+    ),
     "renyi": LossSpec(
         _host("RenyiELBO", alpha=0.0),
         "bound",
@@ -100,4 +114,11 @@ def make_loss(name: str, backend: str, num_particles: int, nesting: int = 1) -> 
     """Build the loss ``name`` for ``backend`` at an evaluation budget of ``num_particles``."""
     if name not in LOSSES:
         raise ValueError(f"unknown loss {name!r}; valid names are {sorted(LOSSES)}")
+    if backend not in LOSSES[name].backends:
+        raise ValueError(f"loss {name!r} exists in {sorted(LOSSES[name].backends)} only")
     return LOSSES[name].build(host(backend), num_particles, nesting)
+
+
+def available(names: Sequence[str], backend: str) -> list[str]:
+    """The losses of ``names`` that ``backend`` has, in order."""
+    return [k for k in names if backend in LOSSES[k].backends]

@@ -66,6 +66,18 @@ def test_speed_reports_work_normalised_variance(tmp_path):
     )
 
 
+def test_speed_skips_losses_a_backend_lacks_and_reports_the_jit_speedup(tmp_path):
+    out = speed.main(
+        ["--dataset", "digits", "--latents", "8", "--rounds", "2", "--steps", "2",
+         "--no-memory", "--losses", "trace,arms,jit-arms", "--variance-replicates", "0",
+         "--out", str(tmp_path)]
+    )  # fmt: skip
+    assert set(out["backends"]["numpyro"]["median_seconds"]) == {"trace", "arms"}
+    assert set(out["backends"]["pyro"]["median_seconds"]) == {"trace", "arms", "jit-arms"}
+    assert out["config"]["losses"] == ["trace", "arms", "jit-arms"]
+    assert "JitTraceARMS_ELBO is " in (tmp_path / "speed.md").read_text()
+
+
 def test_peak_memory_probe():
     args = argparse.Namespace(dataset="digits", latents=8, num_particles=2, memory_steps=1, seed=0)
     assert speed.peak_memory_mb("numpyro", "arms", args) > 50  # a real process, in MB
