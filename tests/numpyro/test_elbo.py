@@ -286,7 +286,7 @@ def test_disarm_at_a_categorical_site():
     ):
         _loss(TraceARMS_ELBO(4, estimator="disarm"), cat_model, cat_guide)
     odd = handlers.infer_config(guide, lambda msg: {"estimator": "disarm"})
-    with pytest.raises(ValueError, match="site 'z': 'disarm' uses num_particles/2"):
+    with pytest.raises(ValueError, match="site 'z': estimator='disarm' uses num_particles/2"):
         _loss(TraceARMS_ELBO(3), model, odd)
 
 
