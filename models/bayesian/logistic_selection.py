@@ -73,6 +73,8 @@ from typing import Any
 
 import numpy as np
 
+from models.bayesian.sparse_regression import spike_and_slab_guide
+
 __all__ = [
     "MIXTURE_INIT_SCALE",
     "LogisticData",
@@ -346,20 +348,10 @@ def numpyro_guide(x: Any, y: Any = None, prior: LogisticPrior = LogisticPrior())
     import numpyro.distributions as dist
     from numpyro.distributions import constraints
 
-    p = x.shape[1]
-    logit_pi = math.log(prior.inclusion_prob) - math.log1p(-prior.inclusion_prob)
     a_loc = numpyro.param("alpha_loc", jnp.zeros(()))
     a_scale = numpyro.param("alpha_scale", jnp.full((), 0.1), constraint=constraints.positive)
     numpyro.sample("alpha", dist.Normal(a_loc, a_scale))
-    logits = numpyro.param("gamma_logits", jnp.full(p, logit_pi))
-    loc = numpyro.param("beta_loc", jnp.zeros(p))
-    scale = numpyro.param("beta_scale", jnp.full(p, 0.1), constraint=constraints.positive)
-    with numpyro.plate("predictors", p):
-        gamma = numpyro.sample("gamma", dist.Bernoulli(logits=logits))
-        on = gamma > 0
-        numpyro.sample(
-            "beta", dist.Normal(jnp.where(on, loc, 0.0), jnp.where(on, scale, prior.slab_scale))
-        )
+    spike_and_slab_guide(x.shape[1], prior.inclusion_prob, prior.slab_scale)
 
 
 # -- structured guides ------------------------------------------------------------------------

@@ -59,6 +59,7 @@ __all__ = [
     "numpyro_guide",
     "numpyro_model",
     "orthogonal_inclusion_probabilities",
+    "spike_and_slab_guide",
     "split_rhat",
 ]
 
@@ -347,18 +348,33 @@ def numpyro_guide(x: Any, y: Any = None, prior: SparsePrior = SparsePrior()) -> 
     prior (which the likelihood ignores), so the family contains the exact posterior whenever the
     posterior factorises over the coordinates (orthogonal designs).
     """
+    spike_and_slab_guide(x.shape[1], prior.inclusion_prob, prior.slab_scale * prior.noise_scale)
+
+
+def spike_and_slab_guide(p: int, inclusion_prob: float, slab_scale: float) -> None:
+    r"""The guide's ``gamma``/``beta`` sites: :math:`q(\gamma_j)q(\beta_j\mid\gamma_j)`, factorised.
+
+    Params ``gamma_logits`` (initialised at the prior's logit), ``beta_loc`` and ``beta_scale``;
+    given :math:`\gamma_j=0`, :math:`\beta_j` follows its prior :math:`\mathcal N(0,
+    \text{slab\_scale}^2)`. Shared by the spike-and-slab models' hand-written guides.
+
+    Args:
+        p: The number of predictors (the ``predictors`` plate).
+        inclusion_prob: The prior inclusion probability.
+        slab_scale: The prior slab scale of ``beta``.
+    """
     import jax.numpy as jnp
     import numpyro
     import numpyro.distributions as dist
     from numpyro.distributions import constraints
 
-    p = x.shape[1]
-    logit_pi = math.log(prior.inclusion_prob) - math.log1p(-prior.inclusion_prob)
+    logit_pi = math.log(inclusion_prob) - math.log1p(-inclusion_prob)
     logits = numpyro.param("gamma_logits", jnp.full(p, logit_pi))
     loc = numpyro.param("beta_loc", jnp.zeros(p))
     scale = numpyro.param("beta_scale", jnp.full(p, 0.1), constraint=constraints.positive)
     with numpyro.plate("predictors", p):
         gamma = numpyro.sample("gamma", dist.Bernoulli(logits=logits))
         on = gamma > 0
-        slab = prior.slab_scale * prior.noise_scale
-        numpyro.sample("beta", dist.Normal(jnp.where(on, loc, 0.0), jnp.where(on, scale, slab)))
+        numpyro.sample(
+            "beta", dist.Normal(jnp.where(on, loc, 0.0), jnp.where(on, scale, slab_scale))
+        )
