@@ -34,8 +34,9 @@ NumPyro steps are ``jax.jit(jax.value_and_grad(loss.loss))``; Pyro steps are
 **How peak memory is measured.** Each (backend, loss, size) runs in its own subprocess, which
 builds data and parameters (waiting for JAX's asynchronous dispatch), resets the kernel's RSS
 high-water mark (``5`` into ``/proc/self/clear_refs``) and records its resident set size
-(``/proc/self/statm``), then reports its peak resident set size at the end
-(``resource.getrusage(RUSAGE_SELF).ru_maxrss``, the high-water mark since the reset). "Peak" below
+(``/proc/self/statm``), then reports its peak resident set size at the end (``VmHWM`` in
+``/proc/self/status``, the high-water mark since the reset; not ``ru_maxrss``, which keeps the size
+the process inherited from its parent at fork and which the reset does not clear). "Peak" below
 is the difference: memory the steps needed beyond the model's inputs and parameters, including
 allocator caching and, for JAX, compilation. The reset keeps a transient allocation while building
 the inputs from hiding the steps' peak; a fresh process per size keeps one measurement's cached
@@ -108,6 +109,19 @@ def _rss_bytes() -> int:
 
 
 def _peak_rss_bytes() -> int:
+    """This process's peak RSS: ``VmHWM`` (which ``clear_refs`` resets), else ``ru_maxrss``.
+
+    Not ``ru_maxrss`` first: on Linux it keeps the RSS the process had when it was forked (a
+    benchmark's child inherits its parent's size across ``exec``) and ``clear_refs`` does not reset
+    it, so a child started from a large parent reported the parent's size.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024  # kB
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
 
 
