@@ -186,6 +186,30 @@ def _residual(params: RodeoParams, lin: Array, base: Array) -> tuple[Array, Arra
     return r_h, r_g
 
 
+def _surrogate_parts(
+    params: RodeoParams,
+    f: Array,
+    f_loo: Array,
+    lin: Array,
+    lin_nbr: Array,
+    nbr_prob: Array,
+    axes: tuple[int, ...],
+) -> tuple[Array, Array, Array]:
+    r"""The baseline :math:`b_k` and the surrogate :math:`G_k` at :math:`z_k` and its neighbours.
+
+    :math:`H_k=l_k+r_h`, :math:`G_k=l_k+r_g` (linear part plus the residual network), the Gibbs
+    Stein operator :math:`(\mathcal AH_k)(z_k)=\sum_e q_e\,(H_k(z^{(e)})-H_k(z_k))` with the
+    neighbours' probabilities ``nbr_prob``, and :math:`b_k=\mathrm{mean}_{j\ne k}(f_j+\alpha
+    (\mathcal AH_j)(z_j))`; shared by the Bernoulli and categorical forms, which differ only in
+    their neighbours.
+    """
+    rh, rg = _residual(params, lin, f_loo)
+    rh_nbr, rg_nbr = _residual(params, lin_nbr, f_loo)
+    stein_h = element_sum(nbr_prob * (lin_nbr + rh_nbr - lin - rh), axes)  # (A H_k)(z_k)
+    baseline = leave_one_out_mean(f + params.alpha * stein_h)
+    return baseline, lin + rg, lin_nbr + rg_nbr
+
+
 def rodeo_directions(
     f: Array, z: Array, df_dz: Array, logits: Array, params: RodeoParams | None = None
 ) -> Array:
@@ -227,13 +251,7 @@ def rodeo_directions(
     f_loo = leave_one_out_mean(f)
     lin = element_sum(g_loo * (z - leave_one_out_mean(z)), axes)  # l_k(z_k)
     lin_nbr = lin + g_loo * flip  # l_k at every neighbour z^(e)
-    rh, rg = _residual(params, lin, f_loo)
-    rh_nbr, rg_nbr = _residual(params, lin_nbr, f_loo)
-
-    stein_h = element_sum(flip_prob * (lin_nbr + rh_nbr - lin - rh), axes)  # (A H_k)(z_k)
-    baseline = leave_one_out_mean(f + params.alpha * stein_h)
-    g_x = lin + rg
-    g_nbr = lin_nbr + rg_nbr
+    baseline, g_x, g_nbr = _surrogate_parts(params, f, f_loo, lin, lin_nbr, flip_prob, axes)
     cv = flip_prob * (g_nbr * (1 - z - p) - g_x * score)
     return ((f - baseline) * score + params.beta * cv) / n
 
@@ -287,13 +305,7 @@ def categorical_rodeo_directions(
     lin = element_sum(g_loo * (onehot - leave_one_out_mean(onehot)), axes)  # l_k(z_k)
     g_at_z = ops.sum(g_loo * onehot, axis=-1, keepdims=True)
     lin_nbr = lin + g_loo - g_at_z  # l_k at z_k with coordinate d set to category c
-    rh, rg = _residual(params, lin, f_loo)
-    rh_nbr, rg_nbr = _residual(params, lin_nbr, f_loo)
-
-    stein_h = element_sum(p * (lin_nbr + rh_nbr - lin - rh), axes)  # (A H_k)(z_k)
-    baseline = leave_one_out_mean(f + params.alpha * stein_h)
-    g_x = lin + rg
-    g_nbr = lin_nbr + rg_nbr
+    baseline, g_x, g_nbr = _surrogate_parts(params, f, f_loo, lin, lin_nbr, p, axes)
     expected_g = ops.sum(p * g_nbr, axis=-1, keepdims=True)
     cv = p * (g_nbr - expected_g) - g_x * score
     return ((f - baseline) * score + params.beta * cv) / n
