@@ -10,7 +10,8 @@ inside a ``vmap``) do not.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from ppl_arms._typing import Array
@@ -19,6 +20,7 @@ from ppl_arms.core.carriers import (
     BaseCarrier,
     BoundCarrier,
     ElboCarrier,
+    GradientCarrier,
     LogitBoundCarrier,
     LogitCarrier,
     LogProbBoundCarrier,
@@ -70,6 +72,9 @@ class Latent:
             :attr:`~ppl_arms.core.DistKind.OTHER` the unmasked, unscaled ``log_prob`` ``[*batch]``.
         mask: Boolean mask ``[*coords]`` (distribution masks and mask handlers), or ``None``.
         scale: The site's scale broadcast to ``[*batch]``, or ``None`` for one.
+        df_dz: For an estimator that reads it (``needs_sample_gradient``), the gradient of the
+            learning signal with respect to the (one-hot) value ``[*coords(, K)]``; else ``None``.
+        learned: That estimator's learned parameters by leaf name (the loss's params), or empty.
     """
 
     plan: SitePlan
@@ -77,6 +82,8 @@ class Latent:
     params: Array
     mask: Array | None
     scale: Array | None
+    df_dz: Array | None = None
+    learned: Mapping[str, Array] = field(default_factory=dict)
 
     def elbo_carrier(self, base: Array | None = None) -> ElboCarrier:
         """The site's ELBO carrier: on ``base`` when every particle's logits broadcast it.
@@ -86,6 +93,8 @@ class Latent:
                 broadcast of, if known (then no per-particle logits are needed).
         """
         site = (self.plan.estimator, self.plan.kind, self.plan.event_ndims, self.value)
+        if self.df_dz is not None:
+            return GradientCarrier(*site, self.params, self.df_dz, self.learned)
         if self.plan.kind is DistKind.OTHER:
             return LogProbCarrier(*site, self.params)
         if base is None:
@@ -93,7 +102,13 @@ class Latent:
         return BaseCarrier(*site, base, get_ops(self.params).stop_gradient(self.params[0]))
 
     def score_carrier(self) -> ElboCarrier:
-        """The site's lean ELBO carrier: a per-particle score surrogate, no ``K`` axis."""
+        """The site's lean ELBO carrier: a per-particle score surrogate, no ``K`` axis.
+
+        A site with ``df_dz`` gets its :class:`~ppl_arms.core.carriers.GradientCarrier` (per-particle
+        logits: its directions have the ``K`` axis).
+        """
+        if self.df_dz is not None:
+            return self.elbo_carrier()
         site = (self.plan.estimator, self.plan.kind, self.plan.event_ndims, self.value)
         if self.plan.kind is DistKind.OTHER:
             return LogProbCarrier(*site, self.params)

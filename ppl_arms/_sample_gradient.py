@@ -9,6 +9,8 @@ in the value, written here once on the unwrapped :class:`~ppl_arms._sites.SiteDi
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Mapping, MutableSet
 from typing import Generic, NamedTuple, TypeVar
 
 from ppl_arms._sites import SiteDistribution
@@ -16,7 +18,12 @@ from ppl_arms._typing import Array
 from ppl_arms.core._ops import get_ops
 from ppl_arms.core.estimators import DistKind
 
-__all__ = ["SampleGradients", "check_differentiable_kind", "linear_log_prob"]
+__all__ = [
+    "SampleGradients",
+    "check_differentiable_kind",
+    "linear_log_prob",
+    "loss_gradients",
+]
 
 A = TypeVar("A")
 
@@ -88,3 +95,46 @@ def linear_log_prob(info: SiteDistribution, value: Array) -> Array:
     if info.event_ndims:
         lp = ops.sum(lp, axis=tuple(range(-info.event_ndims, 0)))
     return lp
+
+
+def loss_gradients(
+    gradients: SampleGradients,
+    estimators: Mapping[str, str],
+    warned: MutableSet[str],
+    one_hot_route: str,
+) -> dict[str, Array]:
+    r"""The ``df_dz`` a loss feeds to its estimators: zero where the program is not differentiable.
+
+    At a site in :attr:`SampleGradients.nondifferentiable` the rest of the program uses the value
+    by indexing, comparisons or integer operations, so only the site's own log-density terms have
+    a gradient; the estimator gets zeros there and is LOORF exactly. The first time a loss meets
+    such a site it warns (``UserWarning`` naming the site), once per site and loss: the adapters
+    call this eagerly (Pyro) or at trace time (NumPyro, so not once per compiled step).
+
+    Args:
+        gradients: The adapter's ``sample_gradients`` result.
+        estimators: The estimator name of each site in ``gradients``.
+        warned: The sites this loss has already warned about (updated).
+        one_hot_route: How the host's categorical sites give a float value, for the message.
+
+    Returns:
+        ``df_dz`` per site.
+    """
+    out = {}
+    for name, g in gradients.df_dz.items():
+        if name in gradients.nondifferentiable:
+            if name not in warned:
+                warned.add(name)
+                warnings.warn(
+                    f"site '{name}': estimator '{estimators[name]}' uses the gradient of the "
+                    "learning signal with respect to the sampled value, but the program uses this "
+                    "value non-differentiably (indexing, comparisons or integer operations), so "
+                    "the estimator is LOORF here. Use the value as a float (e.g. z @ w; for "
+                    f"categorical sites {one_hot_route}), or set estimator='loorf' or 'arms' for "
+                    "this site.",
+                    UserWarning,
+                    stacklevel=2,
+                )
+            g = get_ops(g).zeros(get_ops(g).shape(g), g)
+        out[name] = g
+    return out

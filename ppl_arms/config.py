@@ -13,7 +13,14 @@ name          Bernoulli                        Categorical                      
 ``loorf``     LOORF                            LOORF                            LOORF
 ``disarm``    :class:`~ppl_arms.core.DisARM`   error (Bernoulli only)           LOORF
 ``reinforce`` REINFORCE                        REINFORCE                        REINFORCE
+``double_cv`` :class:`~ppl_arms.core.DoubleCV` DoubleCV (one-hot values)        LOORF
+``rodeo``     :class:`~ppl_arms.core.RODEO`    RODEO (one-hot values)           LOORF
 ============= ================================ ================================ ===================
+
+``double_cv`` and ``rodeo`` also read the gradient of the learning signal with respect to the
+sample (ELBO losses only); where the model uses a value non-differentiably they are LOORF, with a
+warning. Their learned parameters are registered as parameters of the loss named
+:func:`learned_name` (prefix :data:`LEARNED_PREFIX`).
 """
 
 from __future__ import annotations
@@ -30,8 +37,10 @@ from ppl_arms.core.estimators import (
     CARMS,
     LOORF,
     REINFORCE,
+    RODEO,
     DisARM,
     DistKind,
+    DoubleCV,
     SiteEstimator,
     StickBreakingCARMS,
 )
@@ -43,12 +52,14 @@ __all__ = [
     "ESTIMATORS",
     "INFER_KEY",
     "IWAE_ESTIMATORS",
+    "LEARNED_PREFIX",
     "EstimatorConfig",
     "IWAEEstimator",
     "SiteMarker",
     "check_choice",
     "check_latent_site",
     "check_num_particles",
+    "learned_name",
     "log_density_error",
 ]
 
@@ -100,8 +111,31 @@ ESTIMATORS: Mapping[str, Mapping[DistKind, _Factory]] = {
         DistKind.OTHER: lambda cfg: LOORF(),
     },
     "reinforce": {kind: (lambda cfg: REINFORCE()) for kind in DistKind},
+    "double_cv": {
+        DistKind.BERNOULLI: lambda cfg: DoubleCV(),
+        DistKind.CATEGORICAL: lambda cfg: DoubleCV(),
+        DistKind.OTHER: lambda cfg: LOORF(),
+    },
+    "rodeo": {
+        DistKind.BERNOULLI: lambda cfg: RODEO(),
+        DistKind.CATEGORICAL: lambda cfg: RODEO(),
+        DistKind.OTHER: lambda cfg: LOORF(),
+    },
 }
 """Estimator families by name and distribution kind (see the module docstring)."""
+
+LEARNED_PREFIX = "_ppl_arms"
+"""Reserved prefix of the parameters that the losses register for estimators' learned parts."""
+
+
+def learned_name(estimator: str, site: str, leaf: str) -> str:
+    """The parameter name of one learned leaf of a site's estimator.
+
+    ``"_ppl_arms/<estimator>/<site>/<leaf>"``, e.g. ``"_ppl_arms/rodeo/z/beta"``: a Pyro param
+    (in the param store, trained by the ``SVI`` optimiser) or a NumPyro param (read from the
+    loss's ``param_map``). Do not use the prefix for parameters of your own.
+    """
+    return f"{LEARNED_PREFIX}/{estimator}/{site}/{leaf}"
 
 
 @dataclass(frozen=True)

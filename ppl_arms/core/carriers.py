@@ -14,6 +14,9 @@ ELBO losses (:meth:`ElboCarrier.term` of the per-particle learning signals ``f``
 * :class:`BaseCarrier`: logits that every particle's logits are a broadcast of,
   :math:`T=\mathrm{sg}(\sum_i d_i)\cdot\phi` (no particle axis at all).
 * :class:`LogProbCarrier`: sites of other kinds, :math:`T=\sum_i\mathrm{sg}(c_i)\log q(z_i)`.
+* :class:`GradientCarrier`: per-particle logits plus :math:`\partial f/\partial z` and learned
+  parameters :math:`\theta` (the gradient-informed estimators),
+  :math:`T=\sum_i\mathrm{sg}(d_i)\cdot\phi_i-(V_\theta-\mathrm{sg}(V_\theta))`.
 
 IWAE losses (:meth:`BoundCarrier.term`): :class:`LogitBoundCarrier` (the bound's direct term
 through the logits plus the score part) and :class:`LogProbBoundCarrier` (score part only).
@@ -28,12 +31,13 @@ types with its host, e.g. as JAX pytrees leaving a particle ``vmap``).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from ppl_arms._typing import Array
 from ppl_arms.core._ops import get_ops
-from ppl_arms.core.estimators import DistKind, SiteEstimator, directions
+from ppl_arms.core.estimators import DistKind, GradientInformed, SiteEstimator, directions
 from ppl_arms.core.surrogate import (
     carrier,
     score_carrier,
@@ -41,12 +45,14 @@ from ppl_arms.core.surrogate import (
     site_coefficients,
     summed_directions,
 )
+from ppl_arms.core.taylor import variance_surrogate
 
 __all__ = [
     "BaseCarrier",
     "BoundCarrier",
     "Coupled",
     "ElboCarrier",
+    "GradientCarrier",
     "LogProbBoundCarrier",
     "LogProbCarrier",
     "LogitBoundCarrier",
@@ -172,6 +178,47 @@ class LogProbCarrier(SiteCarrier, ElboCarrier):
         f = _align(signal, len(get_ops(self.log_prob).shape(self.log_prob)), 0)
         c = site_coefficients(self.estimator, self.kind, f, self.values, None)
         return score_carrier(c, self.log_prob)
+
+
+@dataclass(frozen=True)
+class GradientCarrier(SiteCarrier, ElboCarrier):
+    r"""A site whose estimator reads :math:`\partial f/\partial z` (:class:`~.GradientInformed`).
+
+    .. math::
+        T=\sum_i\mathrm{sg}(d_i)\cdot\phi_i-\big(V_\theta-\mathrm{sg}(V_\theta)\big),\qquad
+        V_\theta=\Big\|\sum_i d_i(\theta)\Big\|^2
+
+    (:func:`~ppl_arms.core.taylor.variance_surrogate`). The first part carries the estimate to the
+    logits. The second has value zero and, since the directions depend on nothing differentiable
+    but the learned parameters :math:`\theta`, gradient :math:`-\nabla_\theta V` only: the ELBO
+    is maximised, so the loss :math:`-S` descends the estimator's variance in :math:`\theta`
+    (its expectation does not depend on :math:`\theta`). It never touches the estimate.
+
+    Attributes:
+        logits: Differentiable logits ``[P, *coords(, K)]``.
+        df_dz: Per-particle gradient of the learning signal with respect to the (one-hot) sample,
+            ``[P, *coords(, K)]`` (detached; zeros give LOORF).
+        learned: The learned parameters by leaf name, each with a leading particle axis (copies of
+            one value: NumPyro's particle ``vmap`` adds it, Pyro expands), or empty.
+    """
+
+    estimator: GradientInformed = field(metadata=_static())
+    logits: Array
+    df_dz: Array
+    learned: Mapping[str, Array] = field(default_factory=dict)
+
+    def term(self, signal: Array, coupled: Coupled) -> Array:  # noqa: D102
+        ops = get_ops(signal, self.logits)
+        f = self.per_coordinate(signal)
+        learned = {leaf: value[0] for leaf, value in self.learned.items()}
+        d = self.estimator.gradient_directions(
+            self.kind, f, self.values, ops.stop_gradient(self.logits), self.df_dz, learned
+        )
+        total = carrier(d, self.logits)
+        if learned:
+            v = variance_surrogate(d)
+            total = total - (v - ops.stop_gradient(v))
+        return total
 
 
 class BoundCarrier(ABC):

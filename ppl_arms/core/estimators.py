@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -36,8 +37,10 @@ from ppl_arms.core.copulas import (
     antithetic_pairs,
 )
 from ppl_arms.core.disarm import disarm_coefficients
+from ppl_arms.core.double_cv import categorical_double_cv_directions, double_cv_directions
 from ppl_arms.core.loorf import loorf_coefficients
 from ppl_arms.core.reinforce import reinforce_coefficients
+from ppl_arms.core.rodeo import categorical_rodeo_directions, rodeo_directions, rodeo_params
 from ppl_arms.core.stick_breaking import (
     stick_breaking_coefficients,
     stick_breaking_noise_shape,
@@ -49,8 +52,11 @@ __all__ = [
     "CARMS",
     "LOORF",
     "REINFORCE",
+    "RODEO",
     "DisARM",
     "DistKind",
+    "DoubleCV",
+    "GradientInformed",
     "NoiseSpec",
     "SiteEstimator",
     "StickBreakingCARMS",
@@ -105,11 +111,15 @@ class SiteEstimator(ABC):
         kinds: Distribution kinds this estimator handles.
         coupled: Whether it draws its own coupled samples from noise; if ``False`` the host library
             samples i.i.d. and only :meth:`coefficients` is used.
+        needs_sample_gradient: Whether it reads the gradient of the learning signal with respect
+            to the sample (:class:`GradientInformed`); the losses compute that gradient only when
+            some site's estimator sets this flag.
     """
 
     name: ClassVar[str]
     kinds: ClassVar[frozenset[DistKind]]
     coupled: ClassVar[bool] = False
+    needs_sample_gradient: ClassVar[bool] = False
 
     def check(self, n: int, site: str | None = None) -> None:
         """Raise ``ValueError`` (naming ``site``, if given) if ``n`` samples cannot be used.
@@ -291,3 +301,115 @@ class StickBreakingCARMS(SiteEstimator):
 
     def coefficients(self, f: Array, z: Array, logits: Array | None) -> Array:  # noqa: D102
         return stick_breaking_coefficients(f, z, logits, self.copula, self.sort)
+
+
+class GradientInformed(SiteEstimator):
+    r"""Base of the estimators that also use :math:`\partial f/\partial z` (Double CV, RODEO).
+
+    They draw i.i.d. samples (the host's), and instead of score coefficients they give per-sample
+    *directions* on the logits from the learning signals ``f``, the samples, the logits, the
+    per-particle gradient ``df_dz`` of the learning signal with respect to the sample evaluated as
+    a float (the adapters' ``sample_gradients``), and optional learned parameters. Every input
+    value gives an unbiased estimate; ``df_dz = 0`` gives LOORF exactly.
+
+    The learned parameters are named leaves (:meth:`learned_init`); the adapters register them as
+    parameters of the loss under the reserved prefix of :func:`ppl_arms.config.learned_name` and
+    train them by :func:`~ppl_arms.core.taylor.variance_surrogate`
+    (:class:`~ppl_arms.core.carriers.GradientCarrier`).
+    """
+
+    kinds: ClassVar[frozenset[DistKind]] = frozenset({DistKind.BERNOULLI, DistKind.CATEGORICAL})
+    needs_sample_gradient: ClassVar[bool] = True
+
+    def coefficients(self, f: Array, z: Array, logits: Array | None) -> Array:
+        """Refused: the estimate is not a score-coefficient sum without ``df_dz``."""
+        raise TypeError(
+            f"estimator '{self.name}' needs the gradient of the learning signal with respect to "
+            "the sample, which only TraceARMS_ELBO and TraceGraphARMS_ELBO compute; use 'loorf' "
+            "or 'arms' at this site in other losses"
+        )
+
+    @abstractmethod
+    def learned_init(self, like: Array) -> dict[str, Array]:
+        """Initial values of the learned parameters, by leaf name (scalars of ``like``'s dtype)."""
+
+    @abstractmethod
+    def gradient_directions(
+        self,
+        kind: DistKind,
+        f: Array,
+        z: Array,
+        logits: Array,
+        df_dz: Array,
+        learned: Mapping[str, Array],
+    ) -> Array:
+        """Per-sample directions ``[n, *coords(, K)]`` on the logits.
+
+        Args:
+            kind: Bernoulli or categorical.
+            f: Learning signals ``[n, *fshape]`` with one axis per axis of ``z`` (detached).
+            z: Samples ``[n, *coords]`` (0/1, or integer categories).
+            logits: Detached logits ``[n, *coords(, K)]`` or without the sample axis.
+            df_dz: Per-particle gradient of ``f`` with respect to the (one-hot) sample,
+                ``[n, *coords(, K)]``.
+            learned: Values of some or all of the leaves of :meth:`learned_init` (differentiable;
+                missing leaves take their initial values).
+        """
+
+
+@dataclass(frozen=True, repr=True)
+class DoubleCV(GradientInformed):
+    r"""Double control variates (Titsias and Shi, 2022; :mod:`ppl_arms.core.double_cv`).
+
+    LOORF plus a first-order Taylor control variate of :math:`f` around the other particles, whose
+    expectation is added back in closed form. Learned: ``alpha``, the scale of the Taylor control
+    variate (initially 1, the plain expansion; 0 is LOORF).
+    """
+
+    name: ClassVar[str] = "double_cv"
+
+    def learned_init(self, like: Array) -> dict[str, Array]:  # noqa: D102
+        return {"alpha": get_ops(like).const(1.0, like)}
+
+    def gradient_directions(  # noqa: D102
+        self,
+        kind: DistKind,
+        f: Array,
+        z: Array,
+        logits: Array,
+        df_dz: Array,
+        learned: Mapping[str, Array],
+    ) -> Array:
+        alpha = learned.get("alpha", 1.0)
+        if kind is DistKind.CATEGORICAL:
+            return categorical_double_cv_directions(f, z, df_dz, logits, alpha)
+        return double_cv_directions(f, z, df_dz, logits, alpha)
+
+
+@dataclass(frozen=True, repr=True)
+class RODEO(GradientInformed):
+    r"""RODEO: discrete Stein control variates (Shi et al., 2022; :mod:`ppl_arms.core.rodeo`).
+
+    Learned: ``alpha`` (weight of the Stein-corrected baseline, initially 0) and ``beta`` (weight of
+    the score control variate, initially 1); no residual network (width ``H = 0``).
+    """
+
+    name: ClassVar[str] = "rodeo"
+
+    def learned_init(self, like: Array) -> dict[str, Array]:  # noqa: D102
+        params = rodeo_params(like)
+        return {"alpha": params.alpha, "beta": params.beta}
+
+    def gradient_directions(  # noqa: D102
+        self,
+        kind: DistKind,
+        f: Array,
+        z: Array,
+        logits: Array,
+        df_dz: Array,
+        learned: Mapping[str, Array],
+    ) -> Array:
+        params = rodeo_params(logits)._replace(**learned)
+        if kind is DistKind.CATEGORICAL:
+            return categorical_rodeo_directions(f, z, df_dz, logits, params)
+        return rodeo_directions(f, z, df_dz, logits, params)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import numbers
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 import torch
 from pyro.ops.provenance import detach_provenance, get_provenance
@@ -16,7 +17,19 @@ from ppl_arms._records import Frame, Latent, SiteRecord, Traces
 from ppl_arms.core.estimators import DistKind
 from ppl_arms.pyro.coupling import Coupling
 
-__all__ = ["check_finite", "model_latents", "normalise"]
+__all__ = ["SiteGradient", "check_finite", "model_latents", "normalise"]
+
+
+class SiteGradient(NamedTuple):
+    """What a site whose estimator reads ``df_dz`` gets besides its trace (see :class:`Latent`).
+
+    Attributes:
+        df_dz: ``[P, *coords(, K)]``, detached.
+        learned: The estimator's learned params by leaf name, expanded to ``[P, ...]``.
+    """
+
+    df_dz: torch.Tensor
+    learned: Mapping[str, torch.Tensor]
 
 
 def model_latents(model_trace: Trace) -> dict[str, bool]:
@@ -37,7 +50,7 @@ def _frames(site: dict[str, Any]) -> frozenset[Frame]:
         )
 
 
-def _latent(site: dict[str, Any], coupling: Coupling) -> Latent:
+def _latent(site: dict[str, Any], coupling: Coupling, gradient: SiteGradient | None) -> Latent:
     name = site["name"]
     plan, info = coupling.plans[name], coupling.distributions[name]
     value = detach_provenance(site["value"])
@@ -48,23 +61,35 @@ def _latent(site: dict[str, Any], coupling: Coupling) -> Latent:
     else:
         scale = torch.as_tensor(scale, dtype=params.dtype).expand(info.fn.batch_shape)
     params = detach_provenance(params)
-    return Latent(plan, info.coordinates(value), params, info.mask, scale)
+    df_dz, learned = (None, {}) if gradient is None else gradient
+    return Latent(plan, info.coordinates(value), params, info.mask, scale, df_dz, learned)
 
 
-def _records(tr: Trace, coupling: Coupling | None, provenance: bool) -> tuple[SiteRecord, ...]:
+def _records(
+    tr: Trace,
+    coupling: Coupling | None,
+    provenance: bool,
+    gradients: Mapping[str, SiteGradient],
+) -> tuple[SiteRecord, ...]:
     records = []
     for name, site in tr.nodes.items():
         if site["type"] != "sample":
             continue
         upstream = frozenset(get_provenance(site["log_prob_sum"])) if provenance else frozenset()
-        latent = _latent(site, coupling) if coupling and name in coupling.plans else None
+        latent = None
+        if coupling and name in coupling.plans:
+            latent = _latent(site, coupling, gradients.get(name))
         lp = detach_provenance(site["log_prob"])
         records.append(SiteRecord(name, lp, _frames(site), upstream, latent))
     return tuple(records)
 
 
 def normalise(
-    model_trace: Trace, guide_trace: Trace, coupling: Coupling, provenance: bool = False
+    model_trace: Trace,
+    guide_trace: Trace,
+    coupling: Coupling,
+    provenance: bool = False,
+    gradients: Mapping[str, SiteGradient] | None = None,
 ) -> Traces:
     """The records of a coupled guide trace and its model replay (log-probs computed).
 
@@ -73,9 +98,12 @@ def normalise(
         guide_trace: The coupled guide's trace.
         coupling: The handler that drew the guide.
         provenance: Read the dependency provenance of each log-density (TraceGraph).
+        gradients: Per site whose estimator reads ``df_dz``, its :class:`SiteGradient`.
     """
+    gradients = gradients or {}
     return Traces(
-        _records(model_trace, None, provenance), _records(guide_trace, coupling, provenance)
+        _records(model_trace, None, provenance, gradients),
+        _records(guide_trace, coupling, provenance, gradients),
     )
 
 

@@ -7,6 +7,7 @@ from abc import abstractmethod
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import pyro
 import torch
 from pyro import poutine
 from pyro.infer import ELBO
@@ -19,12 +20,14 @@ from pyro.util import check_model_guide_match, check_site_shape, warn_if_nan
 from ppl_arms._checks import check_guide_covers_model, check_signal_shape
 from ppl_arms._objectives import elbo_value, graph_signals, trace_signals
 from ppl_arms._records import Traces
+from ppl_arms._sample_gradient import loss_gradients
 from ppl_arms._validation import check_vectorized
-from ppl_arms.config import EstimatorConfig
+from ppl_arms.config import EstimatorConfig, learned_name
 from ppl_arms.core.assembly import elbo_surrogate
 from ppl_arms.pyro._sites import broadcast_base
-from ppl_arms.pyro._trace import check_finite, model_latents, normalise
+from ppl_arms.pyro._trace import SiteGradient, check_finite, model_latents, normalise
 from ppl_arms.pyro.coupling import Coupling
+from ppl_arms.pyro.sample_gradient import sample_gradients
 
 __all__ = ["TraceARMS_ELBO", "TraceGraphARMS_ELBO"]
 
@@ -102,8 +105,53 @@ class _CoupledELBO(ELBO):
         model_trace, guide_trace, _, _ = self._coupled_traces(model, guide, args, kwargs)
         return model_trace, guide_trace
 
+    def _site_gradients(
+        self,
+        model: Callable,
+        guide: Callable,
+        args: tuple,
+        kwargs: dict,
+        traces: tuple[Trace, Trace],
+        coupling: Coupling,
+    ) -> dict[str, SiteGradient]:
+        r"""``df_dz`` and learned params of the sites whose estimator reads ``df_dz`` (else none).
+
+        ``traces`` are the particle run's model and guide traces before pruning (their subsample
+        sites fix the plates' indices in the replay). The learned leaves are ``pyro.param``\ s
+        named by :func:`~ppl_arms.config.learned_name`, so ``SVI`` trains them.
+        """
+        estimators = {
+            name: plan.estimator
+            for name, plan in coupling.plans.items()
+            if plan.estimator.needs_sample_gradient
+        }
+        if not estimators:
+            return {}
+        model_trace, guide_trace = traces
+        grads = sample_gradients(model, guide, args, kwargs, guide_trace, estimators, model_trace)
+        warned = self.__dict__.setdefault("_warned_sites", set())
+        names = {name: est.name for name, est in estimators.items()}
+        df_dz = loss_gradients(grads, names, warned, "use OneHotCategorical")
+        out = {}
+        for name, est in estimators.items():
+            like = df_dz[name]
+            learned = {
+                leaf: pyro.param(learned_name(est.name, name, leaf), init)
+                for leaf, init in est.learned_init(like.new_zeros(())).items()
+            }
+            p = like.shape[0]
+            out[name] = SiteGradient(
+                df_dz[name], {k: v.expand(p, *v.shape) for k, v in learned.items()}
+            )
+        return out
+
     def _coupled_traces(
-        self, model: Callable, guide: Callable, args: tuple, kwargs: dict
+        self,
+        model: Callable,
+        guide: Callable,
+        args: tuple,
+        kwargs: dict,
+        sample_gradient: bool = False,
     ) -> tuple[Trace, Trace, Traces, Coupling]:
         coupling = self._coupling()
         tracker = TrackNonReparam() if self._track_provenance else contextlib.nullcontext()
@@ -118,11 +166,15 @@ class _CoupledELBO(ELBO):
         check_guide_covers_model(model_latents(model_trace), guide_trace.nodes)
         if is_validation_enabled():
             check_model_guide_match(model_trace, guide_trace, self.max_plate_nesting)
+        gradients = {}
+        if sample_gradient:
+            unpruned = (model_trace, guide_trace)
+            gradients = self._site_gradients(model, guide, args, kwargs, unpruned, coupling)
         guide_trace = prune_subsample_sites(guide_trace)
         model_trace = prune_subsample_sites(model_trace)
         model_trace.compute_log_prob()
         guide_trace.compute_score_parts()
-        traces = normalise(model_trace, guide_trace, coupling, self._track_provenance)
+        traces = normalise(model_trace, guide_trace, coupling, self._track_provenance, gradients)
         check_finite(traces)
         if is_validation_enabled():
             for tr in (model_trace, guide_trace):
@@ -142,6 +194,7 @@ class _CoupledELBO(ELBO):
             self._vectorized_num_particles(guide),
             args,
             kwargs,
+            sample_gradient=True,
         )
         yield traces, coupling
 
