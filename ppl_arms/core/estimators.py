@@ -158,6 +158,14 @@ class SiteEstimator(ABC):
     def coefficients(self, f: Array, z: Array, logits: Array | None) -> Array:
         """Per-sample coefficients ``[n, *shape]`` from learning signals ``f`` ``[n, *shape]``."""
 
+    def learned_init(self, like: Array) -> dict[str, Array]:
+        """Initial values of the learned parameters by leaf name, as scalars of ``like``'s dtype.
+
+        Empty for estimators without learned parts; the losses register each leaf as a parameter
+        named by :func:`ppl_arms.config.learned_name`.
+        """
+        return {}
+
 
 @dataclass(frozen=True, repr=True)
 class REINFORCE(SiteEstimator):
@@ -328,10 +336,6 @@ class GradientInformed(SiteEstimator):
             "the sample, which only TraceARMS_ELBO and TraceGraphARMS_ELBO compute; use 'loorf' "
             "or 'arms' at this site in other losses"
         )
-
-    @abstractmethod
-    def learned_init(self, like: Array) -> dict[str, Array]:
-        """Initial values of the learned parameters, by leaf name (scalars of ``like``'s dtype)."""
 
     @abstractmethod
     def gradient_directions(

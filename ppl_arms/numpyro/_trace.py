@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -30,6 +30,7 @@ from ppl_arms.numpyro.coupling import Coupling
 __all__ = [
     "ParticleOutputs",
     "ParticleTraces",
+    "SiteGradient",
     "check_finite",
     "normalise",
     "particle_traces",
@@ -41,6 +42,7 @@ for _carrier in (
     carriers.ScoreCarrier,
     carriers.BaseCarrier,
     carriers.LogProbCarrier,
+    carriers.GradientCarrier,
     carriers.LogitBoundCarrier,
     carriers.LogProbBoundCarrier,
 ):
@@ -116,18 +118,35 @@ def _frames(site: dict[str, Any], tr: dict[str, Any]) -> frozenset[Frame]:
     )
 
 
-def _latent(site: dict[str, Any], coupling: Coupling) -> Latent:
+class SiteGradient(NamedTuple):
+    """What a site whose estimator reads ``df_dz`` gets besides its trace (one particle).
+
+    Attributes:
+        df_dz: ``[*coords(, K)]`` (the particle ``vmap`` adds the particle axis).
+        learned: The estimator's learned params by leaf name (unbatched inside the ``vmap``; the
+            carrier leaves it with a particle axis of copies).
+    """
+
+    df_dz: jax.Array
+    learned: Mapping[str, jax.Array]
+
+
+def _latent(site: dict[str, Any], coupling: Coupling, gradient: SiteGradient | None) -> Latent:
     name, value = site["name"], site["value"]
     plan, info = coupling.plans[name], coupling.distributions[name]
     params = info.unmasked_log_prob(value) if plan.kind is DistKind.OTHER else info.logits()
     scale = site["scale"]
     if scale is not None:
         scale = jnp.broadcast_to(jnp.asarray(scale, params.dtype), info.batch_shape)
-    return Latent(plan, value, params, info.mask, scale)
+    df_dz, learned = (None, {}) if gradient is None else gradient
+    return Latent(plan, value, params, info.mask, scale, df_dz, learned)
 
 
 def _records(
-    tr: dict[str, Any], deps: Mapping[str, frozenset[str]], coupling: Coupling | None
+    tr: dict[str, Any],
+    deps: Mapping[str, frozenset[str]],
+    coupling: Coupling | None,
+    gradients: Mapping[str, SiteGradient],
 ) -> tuple[SiteRecord, ...]:
     return tuple(
         SiteRecord(
@@ -135,25 +154,35 @@ def _records(
             site["log_prob"],
             _frames(site, tr),
             frozenset(deps.get(name, ())),
-            _latent(site, coupling) if coupling and name in coupling.plans else None,
+            (
+                _latent(site, coupling, gradients.get(name))
+                if coupling and name in coupling.plans
+                else None
+            ),
         )
         for name, site in tr.items()
         if site["type"] == "sample"
     )
 
 
-def normalise(traces: ParticleTraces, deps: tuple[Mapping, Mapping] | None = None) -> Traces:
+def normalise(
+    traces: ParticleTraces,
+    deps: tuple[Mapping, Mapping] | None = None,
+    gradients: Mapping[str, SiteGradient] | None = None,
+) -> Traces:
     """The records of one particle's traces.
 
     Args:
         traces: The particle's traces.
         deps: Model and guide provenance (:func:`numpyro.infer.elbo.get_nonreparam_deps`) for
             dependency-graph signals, or ``None``.
+        gradients: Per site whose estimator reads ``df_dz``, its :class:`SiteGradient`.
     """
     model_deps, guide_deps = deps or ({}, {})
+    gradients = gradients or {}
     return Traces(
-        _records(traces.model_trace, model_deps, None),
-        _records(traces.guide_trace, guide_deps, traces.coupling),
+        _records(traces.model_trace, model_deps, None, gradients),
+        _records(traces.guide_trace, guide_deps, traces.coupling, gradients),
     )
 
 

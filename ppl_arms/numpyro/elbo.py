@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
@@ -15,19 +16,22 @@ from numpyro.infer.elbo import get_nonreparam_deps
 from ppl_arms._checks import check_signal_shape, log_density_labels, log_density_sums
 from ppl_arms._objectives import elbo_value, graph_signals, trace_signals
 from ppl_arms._records import Traces
+from ppl_arms._sample_gradient import loss_gradients
 from ppl_arms._validation import check_vectorized
-from ppl_arms.config import EstimatorConfig
+from ppl_arms.config import EstimatorConfig, learned_name
 from ppl_arms.core.assembly import elbo_surrogate
 from ppl_arms.core.carriers import Coupled
 from ppl_arms.numpyro._trace import (
     ParticleOutputs,
     ParticleTraces,
+    SiteGradient,
     check_finite,
     normalise,
     particle_traces,
     seed_plates,
 )
 from ppl_arms.numpyro.coupling import PARTICLE_AXIS, Coupling
+from ppl_arms.numpyro.sample_gradient import one_hot_site_name, sample_gradients
 
 __all__ = ["TraceARMS_ELBO", "TraceGraphARMS_ELBO"]
 
@@ -144,10 +148,58 @@ class _CoupledELBO(_ParticleLoss):
     def _provenance(self, traces: ParticleTraces, programs: tuple) -> tuple | None:
         return None
 
+    def _site_gradients(self, traces: ParticleTraces, programs: tuple) -> dict[str, SiteGradient]:
+        """``df_dz`` and learned params of the sites whose estimator reads ``df_dz`` (else none).
+
+        Runs inside the particle ``vmap`` (traced once under ``jit``): the non-differentiable
+        sites' warning and the missing-parameter warning are issued at trace time, once per site.
+        The learned leaves are read from ``param_map`` under :func:`~ppl_arms.config.learned_name`
+        (declared in the guide by :func:`ppl_arms.numpyro.learned.learned_params`), else their
+        initial values.
+        """
+        estimators = {
+            name: plan.estimator
+            for name, plan in traces.coupling.plans.items()
+            if plan.estimator.needs_sample_gradient
+        }
+        if not estimators:
+            return {}
+        model, guide, param_map, args, kwargs = programs
+        grads = sample_gradients(
+            model, guide, args, kwargs, traces.guide_trace, estimators, param_map=param_map
+        )
+        warned = self.__dict__.setdefault("_warned_sites", set())
+        names = {name: est.name for name, est in estimators.items()}
+        route = (
+            "sample an integer Categorical and consume the deterministic site "
+            f"'{one_hot_site_name('<site>')}' = jax.nn.one_hot(value, K) in the model"
+        )
+        df_dz = loss_gradients(grads, names, warned, route)
+        out = {}
+        for name, est in estimators.items():
+            learned = {}
+            for leaf, init in est.learned_init(jnp.zeros((), df_dz[name].dtype)).items():
+                key = learned_name(est.name, name, leaf)
+                if key not in param_map and ("learned", name) not in warned:
+                    warned.add(("learned", name))
+                    warnings.warn(
+                        f"site '{name}': the learned parameters of estimator '{est.name}' (e.g. "
+                        f"'{key}') are not among SVI's params, so they keep their initial values "
+                        "(the estimate stays unbiased; its variance is not trained). Declare them "
+                        f"in the guide with ppl_arms.numpyro.learned.learned_params('{name}', "
+                        f"'{est.name}').",
+                        UserWarning,
+                        stacklevel=2,
+                    )
+                learned[leaf] = param_map.get(key, init)
+            out[name] = SiteGradient(df_dz[name], learned)
+        return out
+
     def _particle(
         self, traces: ParticleTraces, programs: tuple
     ) -> tuple[ParticleOutputs, tuple[Coupled, ...]]:
-        records = normalise(traces, self._provenance(traces, programs))
+        gradients = self._site_gradients(traces, programs)
+        records = normalise(traces, self._provenance(traces, programs), gradients)
         signals = self._signals(records)
         for site in records.latents:
             check_signal_shape(site.name, jnp.shape(signals[site.name]), site.latent.batch_shape)
