@@ -142,28 +142,62 @@ def learned_name(estimator: str, site: str, leaf: str) -> str:
 class IWAEEstimator:
     """What an estimator name of ``TraceARMS_IWAE`` means for the loss.
 
+    Three layouts of the particles (``n = num_particles``):
+
+    * local (``vimco=False``, ``hybrid_coupled=0``): ``n`` i.i.d. particles in the bound plus ``n``
+      coupled ones for the local learning signals (``2n`` evaluations, bound of ``n``);
+    * VIMCO (``vimco=True``): ``n`` i.i.d. particles (``n`` evaluations, bound of ``n``);
+    * hybrid (``hybrid_coupled=m``): ``n - m`` i.i.d. then ``m`` coupled particles, every coupled
+      one inside its own bound with the i.i.d. ones (``n`` evaluations, bound of ``n - m + 1``;
+      :mod:`ppl_arms.core.iwae_hybrid`).
+
     Attributes:
-        site_estimator: The per-site family (a key of :data:`ESTIMATORS`) used for the local
-            learning signals, and for the sites VIMCO cannot couple.
-        vimco: VIMCO's leave-one-out signals on one set of ``n`` particles, instead of local
-            signals, which draw a second set of ``n`` coupled particles (``2n`` evaluations).
+        site_estimator: The per-site family (a key of :data:`ESTIMATORS`) used over the coupled
+            particles, and for the sites VIMCO cannot couple.
+        vimco: VIMCO's leave-one-out signals on one set of ``n`` i.i.d. particles.
+        hybrid_coupled: ``m > 0``: the hybrid layout with ``m`` coupled particles.
     """
 
     site_estimator: str
     vimco: bool = False
+    hybrid_coupled: int = 0
 
     @property
     def num_sets(self) -> int:
         """How many sets of ``n`` particles one loss evaluation draws."""
-        return 1 if self.vimco else 2
+        return 1 if self.vimco or self.hybrid_coupled else 2
+
+    def coupled_range(self, n: int) -> tuple[int, int]:
+        """``(first, count)``: the coupled particles are ``first .. first + count - 1``."""
+        if self.hybrid_coupled:
+            return n - self.hybrid_coupled, self.hybrid_coupled
+        return n, n
+
+    def bound_size(self, n: int) -> int:
+        """The number of samples inside the bound for ``num_particles=n``."""
+        return n - self.hybrid_coupled + 1 if self.hybrid_coupled else n
+
+    def check(self, n: int, name: str) -> None:
+        """Raise a ``ValueError`` if ``num_particles=n`` leaves the hybrid no i.i.d. particle."""
+        if self.hybrid_coupled and n <= self.hybrid_coupled:
+            raise ValueError(
+                f"IWAE estimator {name!r} draws {self.hybrid_coupled} coupled particles plus at "
+                f"least one i.i.d. particle: use num_particles >= {self.hybrid_coupled + 1}, "
+                f"got {n}"
+            )
 
 
 IWAE_ESTIMATORS: Mapping[str, IWAEEstimator] = {
     "arms": IWAEEstimator("arms"),
     "loorf": IWAEEstimator("loorf"),
+    "disarm": IWAEEstimator("disarm"),
     "vimco": IWAEEstimator("loorf", vimco=True),
+    "vimco-arms": IWAEEstimator("arms", hybrid_coupled=2),
 }
-"""The estimator names accepted by ``TraceARMS_IWAE`` (local ARMS/CARMS, local LOORF, VIMCO)."""
+"""The estimator names accepted by ``TraceARMS_IWAE``: local ARMS/CARMS, local LOORF, local DisARM
+(``2n`` evaluations, bound of ``n``), VIMCO (``n``, bound of ``n``) and the VIMCO-ARMS hybrid
+(``n`` evaluations, bound of ``n - 1``: VIMCO at ``n - 2`` i.i.d. particles, ARMS/CARMS over an
+antithetic coupled pair, each pair member in its own bound with the i.i.d. ones)."""
 
 
 def check_choice(value: Any, valid: Any, what: str, site: str | None = None) -> None:

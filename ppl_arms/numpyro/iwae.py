@@ -1,4 +1,4 @@
-"""``TraceARMS_IWAE``: the multi-sample (IWAE) bound with local ARMS/CARMS, local LOORF or VIMCO."""
+"""``TraceARMS_IWAE``: the multi-sample (IWAE) bound (local estimators, VIMCO, VIMCO-ARMS)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from ppl_arms._objectives import bound_frames, log_weights
 from ppl_arms._validation import check_vectorized, iwae_config
 from ppl_arms.core.assembly import iwae_surrogate
 from ppl_arms.core.carriers import Coupled
+from ppl_arms.core.iwae_hybrid import hybrid_surrogate
 from ppl_arms.numpyro._trace import ParticleOutputs, ParticleTraces, normalise
 from ppl_arms.numpyro.coupling import Coupling
 from ppl_arms.numpyro.elbo import _ParticleLoss
@@ -28,7 +29,10 @@ class TraceARMS_IWAE(_ParticleLoss):
     through local signals :math:`F_j=\sum_k\log\frac1n(\sum_{i\ne k}w_i+\tilde w_j)`, the **sum**
     over ``k`` of the per-sample local problems (averaging, as the reference code does, is ``1/n``
     too small and biased). ``"vimco"`` uses only the ``n`` i.i.d. particles with VIMCO's
-    leave-one-out signals.
+    leave-one-out signals. ``"vimco-arms"`` draws ``n`` particles, ``n - 2`` i.i.d. and an
+    antithetic pair coupled per discrete site, and puts each pair member in its own bound with the
+    i.i.d. ones: a bound of ``n - 1`` samples from ``n`` evaluations, with VIMCO signals at the
+    i.i.d. particles and ARMS/CARMS over the pair (:mod:`ppl_arms.core.iwae_hybrid`).
 
     **Which bound.** By default (``bound_plates=None``) the bound is taken per element of the
     plates common to every model sample site (for an amortised model: one bound per data point,
@@ -37,9 +41,11 @@ class TraceARMS_IWAE(_ParticleLoss):
     ``bound_plates=()`` to force the whole-trace bound or a tuple of plate names to choose.
 
     Args:
-        num_particles: ``n >= 2``, the number of samples inside the bound.
+        num_particles: ``n >= 2``, the number of samples inside the bound (``n >= 3`` and a bound
+            of ``n - 1`` for ``"vimco-arms"``).
         estimator: ``"arms"`` (local ARMS/CARMS; ``2n`` model evaluations), ``"loorf"``
-            (local LOORF; ``2n``) or ``"vimco"`` (``n``).
+            (local LOORF; ``2n``), ``"disarm"`` (local DisARM, ``n`` even; ``2n``), ``"vimco"``
+            (``n``) or ``"vimco-arms"`` (``n``); see :data:`ppl_arms.config.IWAE_ESTIMATORS`.
         copula: ``"dirichlet"`` or ``"gaussian"`` (``"arms"`` only).
         categorical_coupling: ``"stick_breaking_unsorted"`` (default), ``"stick_breaking"`` or
             ``"inverse_cdf"`` (see :data:`ppl_arms.config.CATEGORICAL_COUPLINGS`).
@@ -67,6 +73,7 @@ class TraceARMS_IWAE(_ParticleLoss):
         check_vectorized(vectorize_particles, "through a named vmap axis")
         self.estimator = estimator
         self.spec, self.config = iwae_config(num_particles, estimator, copula, categorical_coupling)
+        self.spec.check(num_particles, estimator)
         self.bound_plates = None if bound_plates is None else tuple(bound_plates)
         self.particle_sharding = particle_sharding
         super().__init__(num_particles=num_particles, vectorize_particles=True)
@@ -82,8 +89,8 @@ class TraceARMS_IWAE(_ParticleLoss):
         return self.spec.num_sets
 
     def _coupling(self, fn: Callable, key: jax.Array) -> Coupling:
-        n = self.num_particles
-        return Coupling(fn, key, self.config, first=n, num_coupled=n, vimco=self.spec.vimco)
+        first, count = self.spec.coupled_range(self.num_particles)
+        return Coupling(fn, key, self.config, first=first, num_coupled=count, vimco=self.spec.vimco)
 
     def _particle(
         self, traces: ParticleTraces, programs: tuple
@@ -104,5 +111,8 @@ class TraceARMS_IWAE(_ParticleLoss):
 
     def _surrogate(self, out: ParticleOutputs, coupled: tuple[Coupled, ...]) -> jax.Array:
         sites = list(zip(out.carriers, coupled, strict=True))
+        if self.spec.hybrid_coupled:
+            m = self.spec.hybrid_coupled
+            return -hybrid_surrogate(out.objective, m, out.scale, sites)
         n = self.num_particles
         return -iwae_surrogate(out.objective, n, out.scale, sites, vimco=self.spec.vimco)

@@ -1,4 +1,4 @@
-"""``TraceARMS_IWAE`` for Pyro: the multi-sample bound with local ARMS/CARMS, local LOORF or VIMCO."""
+"""``TraceARMS_IWAE`` for Pyro: the multi-sample bound (local estimators, VIMCO, VIMCO-ARMS)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from ppl_arms._records import Traces
 from ppl_arms._validation import iwae_config
 from ppl_arms.config import EstimatorConfig
 from ppl_arms.core.assembly import iwae_surrogate
+from ppl_arms.core.iwae_hybrid import hybrid_surrogate
 from ppl_arms.pyro.coupling import PARTICLE_PLATE, Coupling
 from ppl_arms.pyro.elbo import _CoupledELBO
 
@@ -25,7 +26,10 @@ class TraceARMS_IWAE(_CoupledELBO):
     zero-mean; kept); for ``"arms"`` and ``"loorf"`` the other ``n`` are coupled per discrete site
     and give the score part through the summed local signals
     :math:`F_j=\sum_k\log\frac1n(\sum_{i\ne k}w_i+\tilde w_j)`. ``"vimco"`` uses ``n`` particles and
-    VIMCO's leave-one-out signals. Pyro's own :class:`~pyro.infer.RenyiELBO` gives discrete guide
+    VIMCO's leave-one-out signals. ``"vimco-arms"`` uses ``n`` particles, ``n - 2`` i.i.d. and an
+    antithetic pair coupled per discrete site, each pair member in its own bound with the i.i.d.
+    ones: a bound of ``n - 1`` samples from ``n`` evaluations, VIMCO signals at the i.i.d.
+    particles and ARMS/CARMS over the pair (:mod:`ppl_arms.core.iwae_hybrid`). Pyro's own :class:`~pyro.infer.RenyiELBO` gives discrete guide
     sites zero gradient at ``alpha=0``; this loss is unbiased for them.
 
     **Which bound.** By default (``bound_plates=None``) the bound is taken per element of the plates
@@ -34,8 +38,11 @@ class TraceARMS_IWAE(_CoupledELBO):
     ``bound_plates=()`` forces the whole-trace bound; a tuple of plate names chooses.
 
     Args:
-        num_particles: ``n >= 2``, the number of samples inside the bound.
-        estimator: ``"arms"`` (``2n`` model evaluations), ``"loorf"`` (``2n``) or ``"vimco"`` (``n``).
+        num_particles: ``n >= 2``, the number of samples inside the bound (``n >= 3`` and a bound
+            of ``n - 1`` for ``"vimco-arms"``).
+        estimator: ``"arms"`` (``2n`` model evaluations), ``"loorf"`` (``2n``), ``"disarm"``
+            (``2n``, ``n`` even), ``"vimco"`` (``n``) or ``"vimco-arms"`` (``n``); see
+            :data:`ppl_arms.config.IWAE_ESTIMATORS`.
         copula: ``"dirichlet"`` or ``"gaussian"``.
         categorical_coupling: ``"stick_breaking_unsorted"`` (default), ``"stick_breaking"`` or
             ``"inverse_cdf"`` (see :data:`ppl_arms.config.CATEGORICAL_COUPLINGS`).
@@ -70,6 +77,7 @@ class TraceARMS_IWAE(_CoupledELBO):
 
     def _make_config(self, n: int, estimator: str, copula: str, coupling: str) -> EstimatorConfig:
         self.spec, config = iwae_config(n, estimator, copula, coupling)
+        self.spec.check(n, estimator)
         return config
 
     def _plate_size(self, num_particles: int) -> int:  # type: ignore[override]
@@ -77,10 +85,11 @@ class TraceARMS_IWAE(_CoupledELBO):
 
     def _coupling(self) -> Coupling:
         n = self.num_particles
+        first, count = self.spec.coupled_range(n)
         return Coupling(
             self.config,
-            first=n,
-            num_coupled=n,
+            first=first,
+            num_coupled=count,
             num_particles=self._plate_size(n),
             vimco=self.spec.vimco,
         )
@@ -97,5 +106,7 @@ class TraceARMS_IWAE(_CoupledELBO):
         if log_weight is None:
             return torch.zeros(())  # no sample sites at all: the bound is log 1 = 0
         sites = [(s.latent.bound_carrier(), coupling.coupled(s.name)) for s in traces.latents]
+        if self.spec.hybrid_coupled:
+            return -hybrid_surrogate(log_weight, self.spec.hybrid_coupled, scale, sites)
         n = self.num_particles
         return -iwae_surrogate(log_weight, n, scale, sites, vimco=self.spec.vimco)

@@ -20,6 +20,7 @@ from ppl_arms.core import (
     threshold_sample,
     vimco_signals,
 )
+from ppl_arms.core.iwae import hybrid_terms
 from ppl_arms.testing import assert_unbiased, monte_carlo_moments
 
 from .helpers import Z_MAX, draw
@@ -69,6 +70,40 @@ def test_signals_survive_minus_infinity(backend):
     )
 
 
+def test_hybrid_terms_match_the_subset_formulas(backend, rng):
+    a, m = 3, 2
+    lw = rng.normal(size=(a + m, 5)) * 3
+    terms = hybrid_terms(backend.asarray(lw), m)
+    bounds = np.stack(
+        [logsumexp(np.concatenate([lw[:a], lw[a + j : a + j + 1]]), 0) for j in range(m)]
+    )
+    bounds -= math.log(a + 1)
+    np.testing.assert_allclose(backend.numpy(terms.bounds), bounds, rtol=1e-12)
+    np.testing.assert_allclose(backend.numpy(terms.coupled_signals), bounds, rtol=1e-12)
+    ratio = [
+        np.exp(
+            np.concatenate([lw[:a], lw[a + j : a + j + 1]])
+            - logsumexp(np.concatenate([lw[:a], lw[a + j : a + j + 1]]), 0)
+        )
+        for j in range(m)
+    ]
+    ref_w = np.concatenate(
+        [np.mean([r[:a] for r in ratio], 0), np.stack([r[a] for r in ratio]) / m]
+    )
+    np.testing.assert_allclose(backend.numpy(terms.weights), ref_w, rtol=1e-12)
+    vim = [
+        vimco_signals(backend.asarray(np.concatenate([lw[:a], lw[a + j : a + j + 1]])))
+        for j in range(m)
+    ]
+    ref_s = np.mean([backend.numpy(v)[:a] for v in vim], 0)
+    np.testing.assert_allclose(backend.numpy(terms.iid_signals), ref_s, rtol=1e-12, atol=1e-14)
+
+
+def test_hybrid_needs_an_iid_and_two_coupled_samples(backend, rng):
+    with pytest.raises(ValueError, match="num_particles >= 3"):
+        hybrid_terms(backend.asarray(rng.normal(size=(2, 3))), 2)
+
+
 # ------------------------------------------------------------------ exact IWAE gradient
 
 
@@ -103,7 +138,25 @@ def _log_q(z, logits):
     return (z * np.log(p) + (1 - z) * np.log1p(-p)).sum(-1)
 
 
+def _hybrid_estimates(backend, rng, log_p_table, m):
+    """VIMCO-ARMS with ``N - 1`` i.i.d. samples and a Dirichlet-coupled pair: an ``N``-sample bound."""
+    p, lp, copula = expit(LOGITS), log_p_table.ravel(), DirichletCopula()
+    z = (rng.random((N - 1, m, D)) < p).astype(float)
+    noise = backend.asarray(draw(rng, copula.noise, (2, m, D)))
+    zt = backend.numpy(threshold_sample(copula.uniforms(noise), backend.asarray(LOGITS)))
+    zall = np.concatenate([z, zt])
+    lw = lp[_index(zall)] - _log_q(zall, LOGITS)  # [N + 1, m]
+    terms = hybrid_terms(backend.asarray(lw), 2)
+    direct = -(backend.numpy(terms.weights)[..., None] * (zall - p)).sum(0)
+    score = (backend.numpy(terms.iid_signals)[..., None] * (z - p)).sum(0)
+    f = backend.asarray(backend.numpy(terms.coupled_signals)[..., None])
+    c = backend.numpy(arms_coefficients(f, backend.asarray(LOGITS), copula))
+    return direct + score + (c * (zt - p)).sum(0)
+
+
 def _iwae_estimates(backend, rng, log_p_table, method, m):
+    if method == "vimco-arms":
+        return _hybrid_estimates(backend, rng, log_p_table, m)
     p = expit(LOGITS)
     lp = log_p_table.ravel()
     z = (rng.random((N, m, D)) < p).astype(float)
@@ -128,7 +181,9 @@ def _iwae_estimates(backend, rng, log_p_table, method, m):
     return direct + (c * (zt - p)).sum(0)
 
 
-@pytest.mark.parametrize("method", ["vimco", "arms-dirichlet", "arms-gaussian", "loorf"])
+@pytest.mark.parametrize(
+    "method", ["vimco", "arms-dirichlet", "arms-gaussian", "loorf", "vimco-arms"]
+)
 def test_iwae_gradients_are_unbiased(backend, rng, method):
     log_p_table = rng.normal(size=(2, 2)) * 2
     exact = _exact_iwae_gradient(log_p_table, LOGITS)
