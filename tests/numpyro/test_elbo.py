@@ -232,8 +232,8 @@ def test_bad_constructor_arguments():
         TraceARMS_ELBO(4, estimator="armz")
     with pytest.raises(ValueError, match="unknown copula"):
         TraceGraphARMS_ELBO(4, copula="clayton")
-    with pytest.raises(ValueError, match="unknown IWAE estimator 'disarm'"):
-        TraceARMS_IWAE(4, estimator="disarm")
+    with pytest.raises(ValueError, match="unknown IWAE estimator 'reinforce'"):
+        TraceARMS_IWAE(4, estimator="reinforce")
     with pytest.raises(ValueError, match="vectorize_particles=True"):
         TraceARMS_ELBO(4, vectorize_particles=False)
 
