@@ -4,8 +4,9 @@ This is the only place where benchmark *names* map to loss objects (one dict, no
 Every entry states its cost in model evaluations per data point and step, so runs can be compared
 at an equal evaluation budget ``N`` (``--num-particles``):
 
-* ELBO losses (``arms``, ``loorf``, ``disarm``, ``reinforce``, the hosts' ``tracegraph``/``trace``)
-  use ``N`` particles;
+* ELBO losses (``arms``, ``loorf``, ``disarm``, ``reinforce``, ``double-cv``, ``rodeo``, the
+  hosts' ``tracegraph``/``trace``) use ``N`` particles (``double-cv`` and ``rodeo`` also take one
+  gradient of the learning signal with respect to the samples: a backward pass, no evaluation);
 * the local IWAE estimators (``iwae-arms``, ``iwae-loorf``) evaluate ``n`` i.i.d. plus ``n`` coupled
   samples, so they get a bound of ``n = N/2`` samples; ``iwae-vimco`` and the hosts' ``renyi`` use
   a bound of ``N`` samples.
@@ -75,6 +76,14 @@ LOSSES: Mapping[str, LossSpec] = {
     "loorf": LossSpec(_ours("TraceARMS_ELBO", estimator="loorf")),
     "disarm": LossSpec(_ours("TraceARMS_ELBO", estimator="disarm"), bernoulli_only=True),
     "reinforce": LossSpec(_ours("TraceARMS_ELBO", estimator="reinforce")),
+    "double-cv": LossSpec(
+        _ours("TraceARMS_ELBO", estimator="double_cv"),
+        note="Double CV: LOORF + Taylor control variate; one extra backward pass per step",
+    ),
+    "rodeo": LossSpec(
+        _ours("TraceARMS_ELBO", estimator="rodeo"),
+        note="RODEO: Stein control variates; one extra backward pass per step",
+    ),
     "iwae-arms": LossSpec(_iwae("arms", half=True), "bound", lambda n: n // 2),
     "iwae-loorf": LossSpec(_iwae("loorf", half=True), "bound", lambda n: n // 2),
     "iwae-vimco": LossSpec(_iwae("vimco", half=False), "bound", lambda n: n),
