@@ -1,22 +1,36 @@
-"""Backend-neutral pieces of ``AutoMixedMeanField``: site layouts, choices, messages and docs."""
+"""The backend-neutral half of ``AutoMixedMeanField``: site layouts, initial logits, summaries.
+
+Both adapters' guides derive from :class:`MixedMeanField`, which lays out each latent site's
+parameters from the prototype trace and computes :meth:`~MixedMeanField.medians` and
+:meth:`~MixedMeanField.quantile_values` once, on :mod:`ppl_arms.core._ops`. Each adapter keeps what
+touches its host: tracing the prototype, storing and reading parameters, its distributions and
+``biject_to``, and the sample statements.
+"""
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
+from ppl_arms._typing import Array
+from ppl_arms.core._ops import get_ops
 from ppl_arms.core.estimators import DistKind
 
 __all__ = [
     "INIT_LOGITS",
     "MEAN_FIELD_DOC",
+    "MixedMeanField",
+    "Param",
     "SiteKind",
     "SiteSpec",
     "check_init_logits",
     "check_supported",
+    "continuous_spec",
     "discrete_site",
+    "initial_logits",
     "not_ready_error",
     "per_site",
     "unsupported_discrete_message",
@@ -92,6 +106,46 @@ class SiteSpec:
     param_event_dim: int
     dtype: Any
     one_hot: bool = False
+
+
+class Param(enum.StrEnum):
+    """The parameters of a factor: a continuous site's ``loc`` and ``scale``, a discrete's logits."""
+
+    LOC = "loc"
+    SCALE = "scale"
+    LOGITS = "logits"
+
+
+def continuous_spec(event_dim: int, init: Array, value: Array, dtype: Any) -> SiteSpec:
+    """The layout of a continuous site whose unconstrained initial value is ``init``.
+
+    Args:
+        event_dim: Event dims of the site's distribution.
+        init: The unconstrained initial value (``biject_to(support).inv(value)``).
+        value: The site's value in the prototype trace.
+        dtype: Dtype of the site's values.
+    """
+    param_event_dim = event_dim + len(get_ops(init).shape(init)) - len(get_ops(value).shape(value))
+    return SiteSpec(SiteKind.CONTINUOUS, event_dim, param_event_dim, dtype)
+
+
+def initial_logits(spec: SiteSpec, shape: tuple[int, ...], prior: Array, init_logits: str) -> Array:
+    """A discrete site's initial logits of shape ``shape`` (see :data:`INIT_LOGITS`).
+
+    Args:
+        spec: The site's layout.
+        shape: Shape of its logits (:func:`discrete_site`).
+        prior: The logits of the site's distribution in the prototype run (their dtype is the
+            parameters').
+        init_logits: ``"uniform"`` (zeros) or ``"prior"`` (``prior``, each categorical's maximum
+            moved to 0, clipped to ``[-LOGIT_CLIP, LOGIT_CLIP]``).
+    """
+    ops = get_ops(prior)
+    if init_logits != "prior":
+        return ops.zeros(shape, like=prior)
+    if spec.kind is SiteKind.CATEGORICAL:
+        prior = prior - ops.max(prior, axis=-1, keepdims=True)
+    return ops.broadcast_to(ops.minimum(ops.maximum(prior, -LOGIT_CLIP), LOGIT_CLIP), shape)
 
 
 def discrete_site(
@@ -219,3 +273,126 @@ def unsupported_discrete_message(
         f"guide.append(AutoMixedMeanField({block}(model, hide=['{name}']))); "
         f"guide.append(your_guide_for_{name})"
     )
+
+
+class MixedMeanField:
+    """What both adapters' ``AutoMixedMeanField`` do alike; a mixin before the host's ``AutoGuide``.
+
+    The adapter gives the host's pieces, annotated below: the backend's name (for errors), its
+    ``_sites.unwrap`` and ``periodic_repeat``; a continuous site's layout and unconstrained initial
+    value from its prototype message and value (see :func:`continuous_spec`); a prototype plate's
+    full size; the frames of the plates to enter when sampling a site; ``biject_to`` of a site's
+    support; a fitted parameter from ``params`` (or from the guide), site name and :class:`Param`;
+    the sample statements of a continuous and a discrete site; a discrete factor's probabilities
+    and the Normal inverse CDF, as the host's distributions compute them; and a discrete site's
+    value from its category indices (or 0/1) and ``K``, in the site's dtype.
+    """
+
+    backend: str
+    _init_logits: str
+    _sites: dict[str, SiteSpec]
+    _unwrap: Callable[[Any], Any]
+    _prior_logits: Callable[[Any], Array]
+    _periodic_repeat: Callable[[Array, int, int], Array]
+    _continuous_site: Callable[[dict[str, Any], Array], tuple[SiteSpec, Array]]
+    _full_size: Callable[[Any], int]
+    _plate_frames: Callable[[str], Iterable[Any]]
+    _transform: Callable[[str], Callable[[Array], Array]]
+    _param: Callable[[Any, str, Param], Array]
+    _sample_continuous: Callable[[str, SiteSpec], Array]
+    _sample_discrete: Callable[[str, SiteSpec], Array]
+    _probs: Callable[[SiteSpec, Array], Array]
+    _normal_icdf: Callable[[Array, Array, Array], Array]
+    _discrete_value: Callable[[SiteSpec, Array, int], Array]
+
+    # -- prototype ---------------------------------------------------------------------------------
+
+    def _layout(
+        self, name: str, site: dict[str, Any], value: Array, discrete: list[str]
+    ) -> tuple[SiteSpec, Array]:
+        """A latent site's layout and initial parameter, at full plate size.
+
+        Args:
+            name: The site name.
+            site: Its prototype message.
+            value: Its prototype value (detached).
+            discrete: Every discrete latent site of the model.
+        """
+        if name not in discrete:
+            spec, init = self._continuous_site(site, value)
+        else:
+            info = self._unwrap(site["fn"])
+            shape = get_ops(value).shape(value)
+            event_dim = site["fn"].event_dim
+            spec, shape = discrete_site(
+                name, info, shape, event_dim, value.dtype, self.backend, discrete
+            )
+            init = initial_logits(spec, shape, self._prior_logits(info), self._init_logits)
+        for frame in site["cond_indep_stack"]:
+            full_size = self._full_size(frame)
+            if full_size != frame.size:
+                init = self._periodic_repeat(init, full_size, frame.dim - spec.param_event_dim)
+        return spec, init
+
+    # -- the guide ---------------------------------------------------------------------------------
+
+    def _sample_sites(self, plates: Mapping[str, Any]) -> dict[str, Array]:
+        """Sample every latent site inside its plates (from ``_create_plates``)."""
+        result = {}
+        for name, spec in self._sites.items():
+            with ExitStack() as stack:
+                for frame in self._plate_frames(name):
+                    stack.enter_context(plates[frame.name])
+                if spec.kind is SiteKind.CONTINUOUS:
+                    result[name] = self._sample_continuous(name, spec)
+                else:
+                    result[name] = self._sample_discrete(name, spec)
+        return result
+
+    # -- summaries ---------------------------------------------------------------------------------
+
+    def medians(self, params: Any = None) -> dict[str, Array]:
+        """Mode of each discrete factor and transformed Normal median of each continuous one.
+
+        Args:
+            params: The fitted parameters, where the host keeps them outside the guide.
+        """
+
+        def continuous(name: str, spec: SiteSpec) -> Array:
+            return self._transform(name)(self._param(params, name, Param.LOC))
+
+        def discrete(name: str, spec: SiteSpec) -> Array:
+            logits = self._param(params, name, Param.LOGITS)
+            index = logits > 0 if spec.kind is SiteKind.BERNOULLI else logits.argmax(-1)
+            return self._discrete_value(spec, index, get_ops(logits).shape(logits)[-1])
+
+        return per_site(self._sites, continuous, discrete)
+
+    def quantile_values(self, params: Any, quantiles: Sequence[float] | Array) -> dict[str, Array]:
+        """Quantiles of each factor, shape ``[len(quantiles), *site shape]`` (see the class doc).
+
+        Args:
+            params: The fitted parameters, where the host keeps them outside the guide.
+            quantiles: Requested quantiles in ``[0, 1]``.
+        """
+
+        def levels(like: Array) -> Array:
+            ops = get_ops(like)
+            return ops.reshape(ops.const(quantiles, like), (-1,) + (1,) * len(ops.shape(like)))
+
+        def continuous(name: str, spec: SiteSpec) -> Array:
+            loc = self._param(params, name, Param.LOC)
+            scale = self._param(params, name, Param.SCALE)
+            return self._transform(name)(self._normal_icdf(loc, scale, levels(loc)))
+
+        def discrete(name: str, spec: SiteSpec) -> Array:
+            probs = self._probs(spec, self._param(params, name, Param.LOGITS))
+            ops = get_ops(probs)
+            u = levels(probs)
+            k = ops.shape(probs)[-1]
+            if spec.kind is SiteKind.BERNOULLI:
+                return self._discrete_value(spec, u > 1 - probs, k)
+            index = ops.sum(ops.cumsum(probs, axis=-1) < u, axis=-1)
+            return self._discrete_value(spec, ops.minimum(index, k - 1), k)
+
+        return per_site(self._sites, continuous, discrete)

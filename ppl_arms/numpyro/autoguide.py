@@ -19,7 +19,6 @@ right parameters. The discrete sites are plain, non-reparameterised Bernoulli/Ca
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from contextlib import ExitStack
 from typing import Any
 
 import jax
@@ -36,8 +35,8 @@ from numpyro.infer.initialization import init_to_uniform
 from numpyro.infer.util import helpful_support_errors
 
 from ppl_arms import _autoguide
-from ppl_arms._autoguide import LOGIT_CLIP, SiteKind, SiteSpec
-from ppl_arms.numpyro._sites import unwrap
+from ppl_arms._autoguide import MixedMeanField, Param, SiteKind, SiteSpec, continuous_spec
+from ppl_arms.numpyro._sites import SiteDistribution, unwrap
 
 __all__ = ["AutoMixedMeanField"]
 
@@ -51,7 +50,7 @@ def _is_discrete_latent(site: dict[str, Any]) -> bool:
 
 
 @_autoguide.with_mean_field_doc
-class AutoMixedMeanField(AutoGuide):
+class AutoMixedMeanField(MixedMeanField, AutoGuide):
     """Mean-field guide over every latent site: logits for discrete sites, Normals for the rest.
 
     {MEAN_FIELD}
@@ -87,6 +86,9 @@ class AutoMixedMeanField(AutoGuide):
     """
 
     scale_constraint = constraints.softplus_positive
+    backend = "numpyro"
+    _unwrap = staticmethod(unwrap)
+    _periodic_repeat = staticmethod(periodic_repeat)
 
     def __init__(
         self,
@@ -141,91 +143,63 @@ class AutoMixedMeanField(AutoGuide):
                         f"plate '{frame.name}' has inconsistent dim or size across sites "
                         f"(at site '{name}'); give it the same dim and size everywhere"
                     )
-            if _is_discrete_latent(site):
-                spec, init = self._discrete_site(name, site, discrete)
-            else:
-                spec, init = self._continuous_site(name, site)
-            for frame in site["cond_indep_stack"]:
-                full_size = self._prototype_frame_full_sizes[frame.name]
-                if full_size != frame.size:
-                    init = periodic_repeat(init, full_size, frame.dim - spec.param_event_dim)
-            self._sites[name] = spec
-            self._init_values[name] = init
+            value = jnp.asarray(site["value"])
+            self._sites[name], self._init_values[name] = self._layout(name, site, value, discrete)
 
-    def _discrete_site(
-        self, name: str, site: dict[str, Any], discrete: list[str]
+    def _prior_logits(self, info: SiteDistribution) -> jax.Array:
+        return jnp.asarray(info.base.logits, jnp.result_type(float))
+
+    def _continuous_site(
+        self, site: dict[str, Any], value: jax.Array
     ) -> tuple[SiteSpec, jax.Array]:
-        info = unwrap(site["fn"])
-        value = jnp.asarray(site["value"])
-        spec, shape = _autoguide.discrete_site(
-            name, info, jnp.shape(value), site["fn"].event_dim, value.dtype, "numpyro", discrete
-        )
-        dtype = jnp.result_type(float)
-        if self._init_logits == "prior":
-            logits = jnp.asarray(info.base.logits, dtype)
-            if spec.kind is SiteKind.CATEGORICAL:
-                logits = logits - jnp.max(logits, axis=-1, keepdims=True)
-            init = jnp.broadcast_to(jnp.clip(logits, -LOGIT_CLIP, LOGIT_CLIP), shape)
-        else:
-            init = jnp.zeros(shape, dtype)
-        return spec, init
-
-    def _continuous_site(self, name: str, site: dict[str, Any]) -> tuple[SiteSpec, jax.Array]:
         with helpful_support_errors(site):
             transform = biject_to(site["fn"].support)
-        value = site["value"]
         init = transform.inv(value)
-        event_dim = site["fn"].event_dim
-        param_event_dim = event_dim + jnp.ndim(init) - jnp.ndim(value)
-        spec = SiteSpec(SiteKind.CONTINUOUS, event_dim, param_event_dim, jnp.result_type(value))
-        return spec, init
+        return continuous_spec(site["fn"].event_dim, init, value, jnp.result_type(value)), init
+
+    def _full_size(self, frame: Any) -> int:
+        return self._prototype_frame_full_sizes[frame.name]
 
     # -- the guide ---------------------------------------------------------------------------------
 
-    def _param_name(self, name: str, what: str) -> str:
+    def _param_name(self, name: str, what: Param) -> str:
         return f"{name}_{self.prefix}_{what}"
 
     def _transform(self, name: str) -> Any:
         return biject_to(self.prototype_trace[name]["fn"].support)
 
+    def _plate_frames(self, name: str) -> list[Any]:
+        return self.prototype_trace[name]["cond_indep_stack"]
+
     def __call__(self, *args: Any, **kwargs: Any) -> dict[str, jax.Array]:
         """Sample every latent site (the guide has the model's signature)."""
         if self.prototype_trace is None:
             self._setup_prototype(*args, **kwargs)
-        plates = self._create_plates(*args, **kwargs)
-        result = {}
-        for name, spec in self._sites.items():
-            site = self.prototype_trace[name]
-            init = self._init_values[name]
-            with ExitStack() as stack:
-                for frame in site["cond_indep_stack"]:
-                    stack.enter_context(plates[frame.name])
-                if spec.kind is SiteKind.CONTINUOUS:
-                    result[name] = self._sample_continuous(name, site, spec, init)
-                    continue
-                logits = numpyro.param(
-                    self._param_name(name, "logits"), init, event_dim=spec.param_event_dim
-                )
-                fn = (
-                    dist.Bernoulli(logits=logits)
-                    if spec.kind is SiteKind.BERNOULLI
-                    else dist.Categorical(logits=logits)
-                )
-                result[name] = numpyro.sample(name, fn.to_event(spec.event_dim))
-        return result
+        return self._sample_sites(self._create_plates(*args, **kwargs))
 
-    def _sample_continuous(
-        self, name: str, site: dict[str, Any], spec: SiteSpec, init: jax.Array
-    ) -> jax.Array:
-        loc = numpyro.param(self._param_name(name, "loc"), init, event_dim=spec.param_event_dim)
+    def _discrete_fn(self, spec: SiteSpec, logits: jax.Array) -> dist.Distribution:
+        if spec.kind is SiteKind.BERNOULLI:
+            return dist.Bernoulli(logits=logits)
+        return dist.Categorical(logits=logits)
+
+    def _sample_discrete(self, name: str, spec: SiteSpec) -> jax.Array:
+        init = self._init_values[name]
+        logits = numpyro.param(
+            self._param_name(name, Param.LOGITS), init, event_dim=spec.param_event_dim
+        )
+        return numpyro.sample(name, self._discrete_fn(spec, logits).to_event(spec.event_dim))
+
+    def _sample_continuous(self, name: str, spec: SiteSpec) -> jax.Array:
+        init = self._init_values[name]
+        loc = numpyro.param(self._param_name(name, Param.LOC), init, event_dim=spec.param_event_dim)
         scale = numpyro.param(
-            self._param_name(name, "scale"),
+            self._param_name(name, Param.SCALE),
             jnp.full(jnp.shape(init), self._init_scale),
             constraint=self.scale_constraint,
             event_dim=spec.param_event_dim,
         )
         fn = dist.Normal(loc, scale).to_event(spec.param_event_dim)
-        support = site["fn"].support
+        support = self.prototype_trace[name]["fn"].support
         if support is constraints.real or (
             isinstance(support, constraints.independent)
             and support.base_constraint is constraints.real
@@ -235,14 +209,18 @@ class AutoMixedMeanField(AutoGuide):
 
     # -- summaries ---------------------------------------------------------------------------------
 
-    def _factor(self, name: str, params: dict[str, jax.Array]) -> dist.Distribution:
-        spec = self._sites[name]
-        if spec.kind is SiteKind.BERNOULLI:
-            return dist.Bernoulli(logits=params[self._param_name(name, "logits")])
-        if spec.kind is SiteKind.CATEGORICAL:
-            return dist.Categorical(logits=params[self._param_name(name, "logits")])
-        loc = params[self._param_name(name, "loc")]
-        return dist.Normal(loc, params[self._param_name(name, "scale")])
+    def _param(self, params: dict[str, jax.Array], name: str, what: Param) -> jax.Array:
+        return params[self._param_name(name, what)]
+
+    def _probs(self, spec: SiteSpec, logits: jax.Array) -> jax.Array:
+        return self._discrete_fn(spec, logits).probs
+
+    @staticmethod
+    def _normal_icdf(loc: jax.Array, scale: jax.Array, u: jax.Array) -> jax.Array:
+        return dist.Normal(loc, scale).icdf(u)
+
+    def _discrete_value(self, spec: SiteSpec, index: jax.Array, k: int) -> jax.Array:
+        return index.astype(spec.dtype)
 
     def _check_ready(self) -> None:
         if self.prototype_trace is None:
@@ -271,49 +249,25 @@ class AutoMixedMeanField(AutoGuide):
         """
         self._check_ready()
         out = {}
-        for i, name in enumerate(self._sites):
-            spec = self._sites[name]
-            draw = self._factor(name, params).sample(random.fold_in(rng_key, i), sample_shape)
+        for i, (name, spec) in enumerate(self._sites.items()):
+            key = random.fold_in(rng_key, i)
             if spec.kind is SiteKind.CONTINUOUS:
-                draw = self._transform(name)(draw)
+                loc, scale = (self._param(params, name, p) for p in (Param.LOC, Param.SCALE))
+                draw = self._transform(name)(dist.Normal(loc, scale).sample(key, sample_shape))
+            else:
+                logits = self._param(params, name, Param.LOGITS)
+                draw = self._discrete_fn(spec, logits).sample(key, sample_shape)
             out[name] = draw.astype(spec.dtype)
         return out
 
     def median(self, params: dict[str, jax.Array]) -> dict[str, jax.Array]:
         """Mode of each discrete factor and transformed Normal median of each continuous one."""
         self._check_ready()
-
-        def continuous(name: str, spec: SiteSpec) -> jax.Array:
-            return self._transform(name)(params[self._param_name(name, "loc")])
-
-        def discrete(name: str, spec: SiteSpec) -> jax.Array:
-            logits = params[self._param_name(name, "logits")]
-            mode = logits > 0 if spec.kind is SiteKind.BERNOULLI else jnp.argmax(logits, axis=-1)
-            return mode.astype(spec.dtype)
-
-        return _autoguide.per_site(self._sites, continuous, discrete)
+        return self.medians(params)
 
     def quantiles(
         self, params: dict[str, jax.Array], quantiles: Sequence[float] | jax.Array
     ) -> dict[str, jax.Array]:
         """Quantiles of each factor, shape ``[len(quantiles), *site shape]`` (see the class doc)."""
         self._check_ready()
-        q = jnp.asarray(quantiles, dtype=jnp.result_type(float))
-
-        def continuous(name: str, spec: SiteSpec) -> jax.Array:
-            loc = params[self._param_name(name, "loc")]
-            u = jnp.reshape(q, (-1,) + (1,) * jnp.ndim(loc))
-            return self._transform(name)(self._factor(name, params).icdf(u))
-
-        def discrete(name: str, spec: SiteSpec) -> jax.Array:
-            probs = self._factor(name, params).probs
-            u = jnp.reshape(q, (-1,) + (1,) * jnp.ndim(probs))
-            if spec.kind is SiteKind.BERNOULLI:
-                value = u > 1 - probs
-            else:
-                cdf = jnp.cumsum(probs, axis=-1)
-                k = jnp.shape(probs)[-1]
-                value = jnp.minimum(jnp.sum(cdf < u, axis=-1), k - 1)
-            return value.astype(spec.dtype)
-
-        return _autoguide.per_site(self._sites, continuous, discrete)
+        return self.quantile_values(params, quantiles)

@@ -18,8 +18,6 @@ them (ARMS/CARMS gradients).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from contextlib import ExitStack
-from functools import partial
 from operator import attrgetter
 from typing import Any
 
@@ -37,10 +35,13 @@ from pyro.ops.tensor_utils import periodic_repeat
 from torch.distributions import biject_to
 
 from ppl_arms import _autoguide
-from ppl_arms._autoguide import LOGIT_CLIP, SiteKind, SiteSpec
-from ppl_arms.pyro._sites import unwrap
+from ppl_arms._autoguide import MixedMeanField, Param, SiteKind, SiteSpec, continuous_spec
+from ppl_arms.pyro._sites import SiteDistribution, unwrap
 
 __all__ = ["AutoMixedMeanField"]
+
+_MODULES = {Param.LOC: "locs", Param.SCALE: "scales", Param.LOGITS: "logits"}
+"""The submodule holding each kind of parameter."""
 
 
 def _is_discrete(site: dict[str, Any]) -> bool:
@@ -48,7 +49,7 @@ def _is_discrete(site: dict[str, Any]) -> bool:
 
 
 @_autoguide.with_mean_field_doc
-class AutoMixedMeanField(AutoGuide):
+class AutoMixedMeanField(MixedMeanField, AutoGuide):
     """Mean-field guide over every latent site: logits for discrete sites, Normals for the rest.
 
     {MEAN_FIELD}
@@ -80,6 +81,8 @@ class AutoMixedMeanField(AutoGuide):
     """
 
     scale_constraint = constraints.softplus_positive
+    backend = "pyro"
+    _unwrap = staticmethod(unwrap)
 
     def __init__(
         self,
@@ -115,67 +118,47 @@ class AutoMixedMeanField(AutoGuide):
         nodes = list(self.prototype_trace.iter_stochastic_nodes())
         discrete = [name for name, site in nodes if _is_discrete(site)]
         for name, site in nodes:
-            if _is_discrete(site):
-                spec, init = self._discrete_site(name, site, discrete)
-            else:
-                spec, init = self._continuous_site(site)
-            for frame in site["cond_indep_stack"]:
-                full_size = frame.full_size or frame.size
-                if full_size != frame.size:
-                    dim = frame.dim - spec.param_event_dim
-                    init = periodic_repeat(init, full_size, dim).contiguous()
+            spec, init = self._layout(name, site, site["value"].detach(), discrete)
             self._sites[name] = spec
+            init = init.contiguous()
             if spec.kind is SiteKind.CONTINUOUS:
-                deep_setattr(
-                    self.locs, name, PyroParam(init, constraints.real, spec.param_event_dim)
-                )
                 scale = torch.full_like(init, self._init_scale)
-                deep_setattr(
-                    self.scales,
-                    name,
-                    PyroParam(scale, self.scale_constraint, spec.param_event_dim),
-                )
+                self._add_param(Param.LOC, name, init, constraints.real, spec)
+                self._add_param(Param.SCALE, name, scale, self.scale_constraint, spec)
             else:
-                deep_setattr(
-                    self.logits, name, PyroParam(init, constraints.real, spec.param_event_dim)
-                )
+                self._add_param(Param.LOGITS, name, init, constraints.real, spec)
 
-    def _discrete_site(
-        self, name: str, site: dict[str, Any], discrete: list[str]
+    def _add_param(
+        self, what: Param, name: str, init: torch.Tensor, constraint: Any, spec: SiteSpec
+    ) -> None:
+        param = PyroParam(init, constraint, spec.param_event_dim)
+        deep_setattr(getattr(self, _MODULES[what]), name, param)
+
+    def _prior_logits(self, info: SiteDistribution) -> torch.Tensor:
+        return info.base.logits.detach()
+
+    def _continuous_site(
+        self, site: dict[str, Any], value: torch.Tensor
     ) -> tuple[SiteSpec, torch.Tensor]:
-        info = unwrap(site["fn"])
-        value = site["value"].detach()
-        event_dim = site["fn"].event_dim
-        spec, shape = _autoguide.discrete_site(
-            name, info, value.shape, event_dim, value.dtype, "pyro", discrete
-        )
-        logits = info.base.logits.detach()
-        if self._init_logits == "prior":
-            if spec.kind is SiteKind.CATEGORICAL:
-                logits = logits - logits.max(-1, keepdim=True).values
-            init = logits.clamp(-LOGIT_CLIP, LOGIT_CLIP).expand(shape).clone()
-        else:
-            init = torch.zeros(shape, dtype=logits.dtype, device=logits.device)
-        return spec, init
-
-    def _continuous_site(self, site: dict[str, Any]) -> tuple[SiteSpec, torch.Tensor]:
         with helpful_support_errors(site):
-            init = biject_to(site["fn"].support).inv(site["value"].detach()).detach()
-        event_dim = site["fn"].event_dim
-        param_event_dim = event_dim + init.dim() - site["value"].dim()
-        return SiteSpec(SiteKind.CONTINUOUS, event_dim, param_event_dim, init.dtype), init
+            init = biject_to(site["fn"].support).inv(value).detach()
+        return continuous_spec(site["fn"].event_dim, init, value, init.dtype), init
+
+    def _full_size(self, frame: Any) -> int:
+        return frame.full_size or frame.size
+
+    @staticmethod
+    def _periodic_repeat(x: torch.Tensor, size: int, dim: int) -> torch.Tensor:
+        return periodic_repeat(x, size, dim).contiguous()
 
     # -- the guide ---------------------------------------------------------------------------------
 
     def _transform(self, name: str) -> Any:
         return biject_to(self.prototype_trace.nodes[name]["fn"].support)
 
-    def _discrete_fn(self, spec: SiteSpec, logits: torch.Tensor) -> Any:
-        if spec.kind is SiteKind.BERNOULLI:
-            return dist.Bernoulli(logits=logits)
-        if spec.one_hot:
-            return dist.OneHotCategorical(logits=logits)
-        return dist.Categorical(logits=logits)
+    def _plate_frames(self, name: str) -> list[Any]:
+        stack = self.prototype_trace.nodes[name]["cond_indep_stack"]
+        return [frame for frame in stack if frame.vectorized]
 
     def forward(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
         """Sample every latent site (the guide has the model's signature).
@@ -185,27 +168,25 @@ class AutoMixedMeanField(AutoGuide):
         """
         if self.prototype_trace is None:
             self._setup_prototype(*args, **kwargs)
-        plates = self._create_plates(*args, **kwargs)
-        result = {}
-        for name, site in self.prototype_trace.iter_stochastic_nodes():
-            spec = self._sites[name]
-            with ExitStack() as stack:
-                for frame in site["cond_indep_stack"]:
-                    if frame.vectorized:
-                        stack.enter_context(plates[frame.name])
-                if spec.kind is SiteKind.CONTINUOUS:
-                    result[name] = self._sample_continuous(name, site)
-                else:
-                    logits = attrgetter(name)(self.logits)
-                    fn = self._discrete_fn(spec, logits).to_event(spec.event_dim - spec.one_hot)
-                    result[name] = pyro.sample(name, fn)
-        return result
+        return self._sample_sites(self._create_plates(*args, **kwargs))
 
-    def _sample_continuous(self, name: str, site: dict[str, Any]) -> torch.Tensor:
-        spec = self._sites[name]
+    def _param(self, params: None, name: str, what: Param) -> torch.Tensor:
+        return attrgetter(name)(getattr(self, _MODULES[what]))
+
+    def _sample_discrete(self, name: str, spec: SiteSpec) -> torch.Tensor:
+        logits = self._param(None, name, Param.LOGITS)
+        if spec.kind is SiteKind.BERNOULLI:
+            fn = dist.Bernoulli(logits=logits)
+        elif spec.one_hot:
+            fn = dist.OneHotCategorical(logits=logits)
+        else:
+            fn = dist.Categorical(logits=logits)
+        return pyro.sample(name, fn.to_event(spec.event_dim - spec.one_hot))
+
+    def _sample_continuous(self, name: str, spec: SiteSpec) -> torch.Tensor:
         transform = self._transform(name)
-        loc = attrgetter(name)(self.locs)
-        scale = attrgetter(name)(self.scales)
+        loc = self._param(None, name, Param.LOC)
+        scale = self._param(None, name, Param.SCALE)
         unconstrained = pyro.sample(
             name + "_unconstrained",
             dist.Normal(loc, scale).to_event(spec.param_event_dim),
@@ -217,9 +198,9 @@ class AutoMixedMeanField(AutoGuide):
         else:
             log_density = transform.inv.log_abs_det_jacobian(value, unconstrained)
             log_density = sum_rightmost(
-                log_density, log_density.dim() - value.dim() + site["fn"].event_dim
+                log_density, log_density.dim() - value.dim() + spec.event_dim
             )
-        delta = dist.Delta(value, log_density=log_density, event_dim=site["fn"].event_dim)
+        delta = dist.Delta(value, log_density=log_density, event_dim=spec.event_dim)
         return pyro.sample(name, delta)
 
     # -- summaries ---------------------------------------------------------------------------------
@@ -227,6 +208,13 @@ class AutoMixedMeanField(AutoGuide):
     def _check_ready(self) -> None:
         if self.prototype_trace is None:
             raise _autoguide.not_ready_error("one svi.step", "medians or quantiles")
+
+    def _probs(self, spec: SiteSpec, logits: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(logits) if spec.kind is SiteKind.BERNOULLI else logits.softmax(-1)
+
+    @staticmethod
+    def _normal_icdf(loc: torch.Tensor, scale: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        return dist.Normal(loc, scale).icdf(u)
 
     def _discrete_value(self, spec: SiteSpec, index: torch.Tensor, k: int) -> torch.Tensor:
         if spec.one_hot:
@@ -241,18 +229,8 @@ class AutoMixedMeanField(AutoGuide):
             A dict from latent site name to its value.
         """
         self._check_ready()
-        return _autoguide.per_site(self._sites, self._continuous_median, self._discrete_median)
-
-    def _continuous_median(self, name: str, spec: SiteSpec) -> torch.Tensor:
-        loc = attrgetter(name)(self.locs)
-        value = self._transform(name)(loc)
-        return value.clone() if value is loc else value
-
-    def _discrete_median(self, name: str, spec: SiteSpec) -> torch.Tensor:
-        logits = attrgetter(name)(self.logits)
-        if spec.kind is SiteKind.BERNOULLI:
-            return (logits > 0).to(spec.dtype)
-        return self._discrete_value(spec, logits.argmax(-1), logits.shape[-1])
+        # An identity transform returns the ``loc`` parameter itself: hand out copies.
+        return {name: value.clone() for name, value in self.medians().items()}
 
     @torch.no_grad()
     def quantiles(
@@ -269,26 +247,4 @@ class AutoMixedMeanField(AutoGuide):
             A dict from latent site name to its quantiles.
         """
         self._check_ready()
-        return _autoguide.per_site(
-            self._sites,
-            partial(self._continuous_quantiles, quantiles),
-            partial(self._discrete_quantiles, quantiles),
-        )
-
-    def _continuous_quantiles(self, quantiles: Any, name: str, spec: SiteSpec) -> torch.Tensor:
-        loc = attrgetter(name)(self.locs)
-        scale = attrgetter(name)(self.scales)
-        q = torch.as_tensor(quantiles, dtype=loc.dtype, device=loc.device)
-        q = q.reshape((-1,) + (1,) * loc.dim())
-        return self._transform(name)(dist.Normal(loc, scale).icdf(q))
-
-    def _discrete_quantiles(self, quantiles: Any, name: str, spec: SiteSpec) -> torch.Tensor:
-        logits = attrgetter(name)(self.logits)
-        q = torch.as_tensor(quantiles, dtype=logits.dtype, device=logits.device)
-        q = q.reshape((-1,) + (1,) * logits.dim())
-        if spec.kind is SiteKind.BERNOULLI:
-            return (q > 1 - torch.sigmoid(logits)).to(spec.dtype)
-        k = logits.shape[-1]
-        cdf = logits.softmax(-1).cumsum(-1)
-        index = (cdf < q).sum(-1).clamp(max=k - 1)
-        return self._discrete_value(spec, index, k)
+        return self.quantile_values(None, quantiles)
