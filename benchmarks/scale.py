@@ -94,9 +94,22 @@ DEVICE_SIZE = 1e6
 SCALING_CASES = {
     "arms": ("bernoulli", "trace", "inverse_cdf", 2),
     "graph": ("bernoulli", "graph", "inverse_cdf", 2),
+    "host": ("bernoulli", "host", "inverse_cdf", 2),
     "carms": ("categorical", "trace", "inverse_cdf", 10),
 }
-"""(site, loss, categorical coupling, K) of the rows of the scaling table, by ``--cases`` name."""
+"""(site, loss, categorical coupling, K) of the rows of the scaling table, by ``--cases`` name.
+``"host"`` is the host library's own ``TraceGraph_ELBO`` (REINFORCE with its baselines) on the
+same Bernoulli model: the reference of the host-ratio table."""
+LOSS_LABELS = {
+    "trace": "TraceARMS_ELBO",
+    "graph": "TraceGraphARMS_ELBO",
+    "host": "host TraceGraph_ELBO",
+}
+"""Row labels of the loss names of :data:`SCALING_CASES`."""
+HOST_TIME_TARGET = 1.2
+HOST_MEMORY_TARGET = 1.5
+"""Issue #12's targets: one ARMS step at most this many times the host ``TraceGraph_ELBO``'s step
+time and peak memory at the same ``N``."""
 MIB = 2**20
 
 
@@ -164,8 +177,12 @@ def _numpyro_step(site: str, loss_name: str, coupling: str, k: int, size: int) -
             q = dist.Categorical(logits=logits) if categorical else dist.Bernoulli(logits=logits)
             numpyro.sample("z", q)
 
-    cls = TraceGraphARMS_ELBO if loss_name == "graph" else TraceARMS_ELBO
-    loss = cls(NUM_PARTICLES, categorical_coupling=coupling)
+    losses = {
+        "trace": lambda: TraceARMS_ELBO(NUM_PARTICLES, categorical_coupling=coupling),
+        "graph": lambda: TraceGraphARMS_ELBO(NUM_PARTICLES, categorical_coupling=coupling),
+        "host": lambda: numpyro.infer.TraceGraph_ELBO(NUM_PARTICLES),
+    }
+    loss = losses[loss_name]()
     x = jax.random.normal(jax.random.key(0), (size,))
     params = {"logits": 0.1 * jax.random.normal(jax.random.key(1), shape)}
 
@@ -223,8 +240,16 @@ def _pyro_step(site: str, loss_name: str, coupling: str, k: int, size: int) -> d
             q = dist.Categorical(logits=logits) if categorical else dist.Bernoulli(logits=logits)
             pyro.sample("z", q)
 
-    cls = TraceGraphARMS_ELBO if loss_name == "graph" else TraceARMS_ELBO
-    loss = cls(NUM_PARTICLES, categorical_coupling=coupling, max_plate_nesting=1)
+    arms = {"categorical_coupling": coupling, "max_plate_nesting": 1}
+    losses = {
+        "trace": lambda: TraceARMS_ELBO(NUM_PARTICLES, **arms),
+        "graph": lambda: TraceGraphARMS_ELBO(NUM_PARTICLES, **arms),
+        # the host's vectorised particles, as ours: one pass with a particle plate
+        "host": lambda: pyro.infer.TraceGraph_ELBO(
+            NUM_PARTICLES, vectorize_particles=True, max_plate_nesting=1
+        ),
+    }
+    loss = losses[loss_name]()
     pyro.clear_param_store()  # one measurement per process, but --in-process runs several
     pyro.set_rng_seed(0)
     guide(x)  # create the parameter
@@ -433,7 +458,7 @@ def _fmt_size(size: int) -> str:
 
 
 def _label(site: str, loss: str, coupling: str, k: int) -> str:
-    name = {"trace": "TraceARMS_ELBO", "graph": "TraceGraphARMS_ELBO"}[loss]
+    name = LOSS_LABELS[loss]
     if site == "bernoulli":
         return f"{name}, Bernoulli"
     kind = "CARMS" if coupling == "inverse_cdf" else "stick-breaking CARMS"
@@ -641,6 +666,26 @@ def _markdown(report: dict[str, Any]) -> str:
                 f"| {g['memory_constant_max']:.2f} | {_f(g['xla_temp_constant_max'], '.2f')} |"
             )
         out.append("")
+    ratios = report.get("host_ratios") or []
+    if ratios:
+        out += [
+            "## Against the host's TraceGraph_ELBO",
+            "",
+            f"Our Bernoulli ARMS step over the host library's own `TraceGraph_ELBO` step (same "
+            f"model, `n = {NUM_PARTICLES}`, the host's vectorised particles in Pyro), measured in "
+            f"the same run. Targets (issue #12): time ≤ {HOST_TIME_TARGET}x, peak memory ≤ "
+            f"{HOST_MEMORY_TARGET}x.",
+            "",
+            "| backend | loss | N | time / host | peak memory / host | verdict |",
+            "|---|---|---:|---:|---:|---|",
+        ]
+        for r in ratios:
+            verdict = "met" if r["time_met"] and r["memory_met"] else "missed"
+            out.append(
+                f"| {r['backend']} | {LOSS_LABELS[r['loss']]} | {_fmt_size(r['size'])} "
+                f"| {r['time_ratio']:.2f} | {_f(r['memory_ratio'], '.2f')} | {verdict} |"
+            )
+        out.append("")
     if report["k_table"]:
         out += [
             "## CARMS cost per element against K",
@@ -688,6 +733,35 @@ def _markdown(report: dict[str, Any]) -> str:
             )
         out.append("")
     return "\n".join(out)
+
+
+def host_ratios(scaling: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each Bernoulli ARMS row over the host ``TraceGraph_ELBO`` row of its backend and ``N``.
+
+    Returns:
+        One record per (backend, loss, N) that has a host row: the step-time ratio, the ratio of
+        the peak memory beyond the baseline, and whether each is within issue #12's target.
+    """
+    hosts = {(r["backend"], r["size"]): r for r in scaling if r["loss"] == "host"}
+    out = []
+    for r in scaling:
+        host = hosts.get((r["backend"], r["size"]))
+        if host is None or r["loss"] == "host" or r["site"] != host["site"]:
+            continue
+        time_ratio = r["median_s"] / host["median_s"]
+        memory_ratio = r["extra_bytes"] / host["extra_bytes"] if host["extra_bytes"] > 0 else None
+        out.append(
+            {
+                "backend": r["backend"],
+                "loss": r["loss"],
+                "size": r["size"],
+                "time_ratio": time_ratio,
+                "memory_ratio": memory_ratio,
+                "time_met": time_ratio <= HOST_TIME_TARGET,
+                "memory_met": memory_ratio is not None and memory_ratio <= HOST_MEMORY_TARGET,
+            }
+        )
+    return out
 
 
 def _groups(rows: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
@@ -797,6 +871,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         "env": dict(EXTRA_ENV),
         "wall_s": None,
         "scaling": scaling,
+        "host_ratios": host_ratios(scaling),
         "growth": [
             {"backend": backend, "case": label, **growth(rows)}
             for (backend, label), rows in _groups(scaling).items()

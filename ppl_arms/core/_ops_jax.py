@@ -14,7 +14,34 @@ __all__ = ["JAX_OPS", "SEQUENTIAL_SCAN_MAX", "JaxOps"]
 
 SEQUENTIAL_SCAN_MAX = 64
 """``cumsum``/``cumprod`` along an axis of at most this length are unrolled into sequential
-operations (left to right, as torch computes them on CPU); longer axes use ``jnp.cumsum``."""
+operations (left to right, as torch computes them on CPU); longer axes use ``jnp.cumsum``. Sums,
+means and maxima over an outer (non-last) axis of at most this length are folded the same way."""
+
+
+def _fold_outer(
+    combine: Callable[[jax.Array, jax.Array], jax.Array],
+    x: jax.Array,
+    axis: Any,
+    keepdims: bool,
+) -> jax.Array | None:
+    """Reduce a short *outer* axis by a left-to-right fold of its slices; ``None`` if not one.
+
+    XLA's CPU reduction over a non-minor axis (the particle axis of an ``[n, *shape]`` array) is
+    one strided pass per output element: measured on this project's CPU machines (jaxlib 0.10.2,
+    one thread), summing a ``[4, 1e6]`` float32 array over axis 0 took 37-73 ms against 1.6-3.3 ms
+    for ``x[0] + x[1] + x[2] + x[3]``, which XLA fuses with the producer into one elementwise
+    loop. Axes of at most :data:`SEQUENTIAL_SCAN_MAX` entries that are not the last one, of
+    floating arrays, are folded; everything else goes to ``jnp``'s reduction.
+    """
+    if not isinstance(axis, int) or not jnp.issubdtype(x.dtype, jnp.inexact):
+        return None
+    axis %= x.ndim
+    if axis == x.ndim - 1 or not 0 < x.shape[axis] <= SEQUENTIAL_SCAN_MAX:
+        return None
+    out = jax.lax.index_in_dim(x, 0, axis, keepdims=keepdims)
+    for i in range(1, x.shape[axis]):
+        out = combine(out, jax.lax.index_in_dim(x, i, axis, keepdims=keepdims))
+    return out
 
 
 class JaxOps:
@@ -71,13 +98,18 @@ class JaxOps:
         return jss.logsumexp(x, axis=axis, keepdims=keepdims)
 
     def sum(self, x: jax.Array, axis: Any = None, keepdims: bool = False) -> jax.Array:
-        return jnp.sum(x, axis=axis, keepdims=keepdims)
+        folded = _fold_outer(jnp.add, x, axis, keepdims)
+        return jnp.sum(x, axis=axis, keepdims=keepdims) if folded is None else folded
 
     def mean(self, x: jax.Array, axis: int, keepdims: bool = False) -> jax.Array:
-        return jnp.mean(x, axis=axis, keepdims=keepdims)
+        folded = _fold_outer(jnp.add, x, axis, keepdims)
+        if folded is None:
+            return jnp.mean(x, axis=axis, keepdims=keepdims)
+        return folded / x.shape[axis]
 
     def max(self, x: jax.Array, axis: int, keepdims: bool = False) -> jax.Array:
-        return jnp.max(x, axis=axis, keepdims=keepdims)
+        folded = _fold_outer(jnp.maximum, x, axis, keepdims)
+        return jnp.max(x, axis=axis, keepdims=keepdims) if folded is None else folded
 
     def cumsum(self, x: jax.Array, axis: int) -> jax.Array:
         axis %= x.ndim
