@@ -30,7 +30,8 @@ _DOC = """Set ``infer={{"estimator": estimator}}`` on the discrete latent sites 
 
     Args:
         fn: The guide (or any model-like callable). ``None`` returns a decorator.
-        estimator: ``"arms"``, ``"loorf"``, ``"disarm"`` or ``"reinforce"``.
+        estimator: ``"arms"``, ``"loorf"``, ``"disarm"``, ``"reinforce"``, ``"double_cv"`` or
+            ``"rodeo"``.
         sites: Names of the sites to mark; ``None`` marks every discrete latent site.
         copula: Optionally also set ``infer={{"copula": ...}}`` (``"dirichlet"`` or ``"gaussian"``).
 

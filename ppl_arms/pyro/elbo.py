@@ -274,8 +274,12 @@ class TraceARMS_ELBO(_SignalELBO):
     Args:
         num_particles: Number of coupled particles ``n >= 2``.
         estimator: Default estimator of discrete sites: ``"arms"`` (ARMS at Bernoulli, CARMS at
-            categorical sites), ``"loorf"``, ``"disarm"`` (``n/2`` antithetic pairs, Bernoulli only)
-            or ``"reinforce"`` (no baseline). Override per site with ``infer={"estimator": ...}`` or
+            categorical sites), ``"loorf"``, ``"disarm"`` (``n/2`` antithetic pairs, Bernoulli only),
+            ``"reinforce"`` (no baseline), or ``"double_cv"`` / ``"rodeo"`` (i.i.d. samples with
+            control variates from the gradient of the learning signal with respect to the sample;
+            LOORF where the model is not differentiable in it, with a warning; learned parameters
+            named ``"_ppl_arms/<estimator>/<site>/<leaf>"``, see ``docs/estimators.md``). Override
+            per site with ``infer={"estimator": ...}`` or
             :func:`~ppl_arms.pyro.config_estimator`.
         copula: ``"dirichlet"`` or ``"gaussian"``.
         categorical_coupling: ``"stick_breaking_unsorted"`` (the default at every ``K``: stick
