@@ -169,6 +169,7 @@ class _CoupledELBO(_ParticleLoss):
             model, guide, args, kwargs, traces.guide_trace, estimators, param_map=param_map
         )
         warned = self.__dict__.setdefault("_warned_sites", set())
+        undeclared = self.__dict__.setdefault("_warned_learned", set())
         names = {name: est.name for name, est in estimators.items()}
         route = (
             "sample an integer Categorical and consume the deterministic site "
@@ -180,8 +181,8 @@ class _CoupledELBO(_ParticleLoss):
             learned = {}
             for leaf, init in est.learned_init(jnp.zeros((), df_dz[name].dtype)).items():
                 key = learned_name(est.name, name, leaf)
-                if key not in param_map and ("learned", name) not in warned:
-                    warned.add(("learned", name))
+                if key not in param_map and name not in undeclared:
+                    undeclared.add(name)
                     warnings.warn(
                         f"site '{name}': the learned parameters of estimator '{est.name}' (e.g. "
                         f"'{key}') are not among SVI's params, so they keep their initial values "
