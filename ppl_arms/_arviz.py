@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "GROUPS_DOC",
     "LOSS_DIM",
     "LOSS_GROUP",
     "DrawPlan",
@@ -36,6 +37,20 @@ LOSS_GROUP = "svi"
 
 LOSS_DIM = "svi_step"
 """Dimension of the loss trace (one entry per optimisation step)."""
+
+
+GROUPS_DOC = """
+* ``posterior``: the model's latent sample sites and deterministic sites, one chain of
+  ``num_samples`` draws (the draws are independent: use ``az.summary(idata, kind="stats")``,
+  since chain diagnostics such as R-hat do not apply);
+* ``posterior_predictive`` (if requested): the observed sites, re-drawn from the model;
+* ``observed_data``: the observed values;
+* ``svi`` (if ``losses`` is given): variable ``loss`` over dimension ``svi_step``.
+
+A plate's axis is named after the plate, with coordinates ``0 .. size - 1`` (override them with
+``coords``, e.g. feature names); other axes get ArviZ's ``"{site}_dim_{i}"``.
+"""
+"""The groups and dimensions of both adapters' ``to_inference_data`` (its ``{GROUPS}`` line)."""
 
 
 class SiteRole(enum.Enum):

@@ -15,6 +15,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
+from ppl_arms._docs import fill_doc
 from ppl_arms._typing import Array
 from ppl_arms.core._ops import get_ops
 from ppl_arms.core.estimators import DistKind
@@ -39,12 +40,19 @@ __all__ = [
 
 MEAN_FIELD_DOC = r"""The factorisation of ``q`` and the point summaries.
 
+    A Bernoulli site gets learnable logits, one per element; a categorical site a logit vector per
+    element; any other site a Normal in unconstrained space pushed through ``biject_to(support)``,
+    exactly as the host's ``AutoNormal`` does. All factors are independent (mean field):
+
     .. math::
         q(z)=\prod_{\text{Bernoulli }s}\prod_e\mathrm{Bern}(z_{s,e};\sigma(\phi_{s,e}))
         \prod_{\text{Categorical }s}\prod_e\mathrm{Cat}(z_{s,e};\mathrm{softmax}(\phi_{s,e}))
         \prod_{\text{other }s}T_{s\#}\mathcal N(\mu_s,\mathrm{diag}\,\sigma_s^2),
 
-    with :math:`T_s=` ``biject_to(support)``.
+    with :math:`T_s=` ``biject_to(support)``. Parameters of sites inside plates are sized by the
+    full plate and indexed by the subsample indices, as in ``AutoNormal``, so subsampled models
+    train the right parameters. The discrete sites are plain, non-reparameterised sites, so the
+    adapter's ``TraceARMS_ELBO`` couples them (ARMS/CARMS gradients).
 
     *Point summaries.* :meth:`median` gives the mode of each discrete factor (the logit sign for
     Bernoulli, the arg-max for categorical; a tie goes to 0 and to the first category, as in
@@ -54,20 +62,8 @@ MEAN_FIELD_DOC = r"""The factorisation of ``q`` and the point summaries.
 """What both adapters' ``AutoMixedMeanField`` docstrings say alike (without this first line), put
 in place of their ``{MEAN_FIELD}`` line by :func:`with_mean_field_doc`."""
 
-_MARKER = "{MEAN_FIELD}"
-
-
-def with_mean_field_doc(cls: type) -> type:
-    """Class decorator: replace the ``{MEAN_FIELD}`` line of the docstring by :data:`MEAN_FIELD_DOC`.
-
-    Raises:
-        ValueError: If the docstring has no such line.
-    """
-    doc = cls.__doc__ or ""
-    if _MARKER not in doc:
-        raise ValueError(f"{cls.__qualname__}'s docstring has no {_MARKER} line")
-    cls.__doc__ = doc.replace(_MARKER, MEAN_FIELD_DOC.split("\n", 2)[2].lstrip())
-    return cls
+with_mean_field_doc = fill_doc(MEAN_FIELD=MEAN_FIELD_DOC.split("\n", 2)[2])
+"""Class decorator: replace the ``{MEAN_FIELD}`` line of the docstring by :data:`MEAN_FIELD_DOC`."""
 
 
 INIT_LOGITS = ("uniform", "prior")

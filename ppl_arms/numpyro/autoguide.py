@@ -1,19 +1,10 @@
-r"""``AutoMixedMeanField``: a mean-field autoguide for models with discrete and continuous latents.
+"""``AutoMixedMeanField``: a mean-field autoguide for models with discrete and continuous latents.
 
 NumPyro's autoguides build their guides with continuous-only machinery (``initialize_model`` and
 ``biject_to``), so they reject every discrete latent site. This guide covers every latent site of an
-unmodified model:
-
-* a Bernoulli site gets learnable logits, one per element: :math:`q(z)=\mathrm{Bern}(\sigma(\phi))`;
-* a Categorical site gets a learnable logit vector per element:
-  :math:`q(z)=\mathrm{Cat}(\mathrm{softmax}(\phi))`;
-* any other site gets a Normal in unconstrained space pushed through ``biject_to(support)``,
-  exactly as :class:`numpyro.infer.autoguide.AutoNormal` does (same parameter names and defaults).
-
-All factors are independent (mean field). Parameters of sites inside plates are sized by the full
-plate and indexed by the subsample indices, as in ``AutoNormal``, so subsampled models train the
-right parameters. The discrete sites are plain, non-reparameterised Bernoulli/Categorical sites, so
-:class:`~ppl_arms.numpyro.TraceARMS_ELBO` couples them (ARMS/CARMS gradients).
+unmodified model: logits for the Bernoulli and Categorical sites, Normals pushed through
+``biject_to(support)`` for the others, with ``AutoNormal``'s parameter names and defaults (see the
+class).
 """
 
 from __future__ import annotations

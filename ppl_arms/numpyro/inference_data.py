@@ -12,6 +12,7 @@ from numpyro.handlers import replay, seed, substitute, trace
 from numpyro.primitives import Messenger
 
 from ppl_arms import _arviz
+from ppl_arms._docs import fill_doc
 
 __all__ = ["to_inference_data"]
 
@@ -56,6 +57,7 @@ def _structure(model_trace: dict, plate_sizes: Mapping[str, int]) -> dict[str, _
     return sites
 
 
+@fill_doc(GROUPS=_arviz.GROUPS_DOC)
 def to_inference_data(
     model: Callable,
     guide: Callable,
@@ -74,15 +76,7 @@ def to_inference_data(
     Each draw runs the guide (with ``params``), then the model replayed against it, with every plate
     at its **full size** (subsampling is switched off, so pass the full data). The groups are:
 
-    * ``posterior``: the model's latent sample sites and deterministic sites, one chain of
-      ``num_samples`` draws (the draws are independent: use ``az.summary(idata, kind="stats")``,
-      since chain diagnostics such as R-hat do not apply);
-    * ``posterior_predictive`` (if requested): the observed sites, re-drawn from the model;
-    * ``observed_data``: the observed values;
-    * ``svi`` (if ``losses`` is given): variable ``loss`` over dimension ``svi_step``.
-
-    A plate's axis is named after the plate, with coordinates ``0 .. size - 1`` (override them with
-    ``coords``, e.g. feature names); other axes get ArviZ's ``"{site}_dim_{i}"``.
+    {GROUPS}
 
     Args:
         model: The model.

@@ -1,18 +1,9 @@
-r"""``AutoMixedMeanField``: a mean-field autoguide for models with discrete and continuous latents.
+"""``AutoMixedMeanField``: a mean-field autoguide for models with discrete and continuous latents.
 
 Pyro's continuous autoguides (``AutoNormal`` and friends) reject discrete latent sites, and
 ``AutoDiscreteParallel`` needs enumeration. This guide covers every latent site of an unmodified
-model:
-
-* a Bernoulli site gets learnable logits, one per element: :math:`q(z)=\mathrm{Bern}(\sigma(\phi))`;
-* a Categorical or OneHotCategorical site gets a learnable logit vector per element;
-* any other site gets a Normal in unconstrained space pushed through ``biject_to(support)``,
-  exactly as :class:`pyro.infer.autoguide.AutoNormal` does.
-
-All factors are independent (mean field). Parameters of sites inside plates are sized by the full
-plate and indexed by the subsample indices, as in ``AutoNormal``. The discrete sites are plain,
-non-reparameterised Bernoulli/Categorical sites, so :class:`~ppl_arms.pyro.TraceARMS_ELBO` couples
-them (ARMS/CARMS gradients).
+model: logits for the Bernoulli, Categorical and OneHotCategorical sites, Normals pushed through
+``biject_to(support)`` for the others (see the class).
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from pyro.poutine.trace_struct import Trace
 from pyro.poutine.util import site_is_subsample
 
 from ppl_arms import _arviz
+from ppl_arms._docs import fill_doc
 
 __all__ = ["to_inference_data"]
 
@@ -55,6 +56,7 @@ def _structure(model_trace: Trace) -> dict[str, _arviz.SiteInfo]:
     return sites
 
 
+@fill_doc(GROUPS=_arviz.GROUPS_DOC)
 def to_inference_data(
     model: Callable,
     guide: Callable,
@@ -69,19 +71,12 @@ def to_inference_data(
     """Posterior draws of a fitted guide (and posterior predictive draws) as ArviZ data.
 
     Each draw runs the guide (with the current parameter values), then the model replayed against
-    it, without gradients and with Pyro's global RNG (``pyro.set_rng_seed`` makes it reproducible).
-    Plates must run at full size: a subsampled plate raises an error (pass the arguments that
-    switch subsampling off, and the full data). The groups are:
+    it (under :func:`pyro.poutine.uncondition` for the posterior predictive), without gradients and
+    with Pyro's global RNG (``pyro.set_rng_seed`` makes it reproducible). Plates must run at full
+    size: a subsampled plate raises an error (pass the arguments that switch subsampling off, and
+    the full data). The groups are:
 
-    * ``posterior``: the model's latent sample sites and ``pyro.deterministic`` sites, one chain of
-      ``num_samples`` draws (independent draws: use ``az.summary(idata, kind="stats")``);
-    * ``posterior_predictive`` (if requested): the observed sites, re-drawn from the model
-      (:func:`pyro.poutine.uncondition`);
-    * ``observed_data``: the observed values;
-    * ``svi`` (if ``losses`` is given): variable ``loss`` over dimension ``svi_step``.
-
-    A plate's axis is named after the plate, with coordinates ``0 .. size - 1`` (override them with
-    ``coords``); other axes get ArviZ's ``"{site}_dim_{i}"``.
+    {GROUPS}
 
     Args:
         model: The model.
