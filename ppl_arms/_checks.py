@@ -2,6 +2,7 @@
 
 * :func:`check_guide_covers_model`: every latent of the model is sampled by the guide.
 * :func:`check_signal_shape`: a site's learning signal fits its batch shape.
+* :func:`check_plate_dims`: no batch dimension > 1 left of a site's plates.
 * :func:`log_density_sums` and :func:`check_log_densities`: every log-density is finite.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -20,6 +22,7 @@ from ppl_arms.core._ops import get_ops
 __all__ = [
     "check_guide_covers_model",
     "check_log_densities",
+    "check_plate_dims",
     "check_signal_shape",
     "log_density_labels",
     "log_density_sums",
@@ -60,6 +63,36 @@ def check_signal_shape(name: str, signal: tuple[int, ...], batch: tuple[int, ...
             "broadcast-safe programs, e.g. no keepdim=True sums that turn a per-particle value "
             "of shape (n, 1) into (n, 1, 1) and then broadcast against (n, B) to (n, n, B)."
         )
+
+
+def check_plate_dims(which: str, name: str, batch: tuple[int, ...], frames: Sequence[Any]) -> None:
+    """Raise at a site inside plates with a batch dimension > 1 left of all of its plates.
+
+    NumPyro's ``Trace_ELBO`` only warns here ("Missing a plate statement") and sums the site whole.
+    Our losses give each plate element its own learning signal, and an undeclared dimension makes
+    those signals the wrong shape (an obscure broadcasting error, or a signal misaligned with the
+    site's elements), so it is an error, as in Pyro (``invalid log_prob shape``). As Pyro's
+    ``check_site_shape``, dimensions right of the site's leftmost plate that no plate declares are
+    allowed (e.g. data indexed by a plate the site is not in).
+
+    Args:
+        which: ``"model"`` or ``"guide"``, for the message.
+        name: The site's name.
+        batch: Its batch shape (of one particle: no particle dimension).
+        frames: Its plates (with ``name`` and negative ``dim``); none: nothing is checked.
+    """
+    if not frames:
+        return
+    plates = ", ".join(f"'{f.name}' (dim={f.dim})" for f in frames)
+    for dim in range(-len(batch), min(f.dim for f in frames)):
+        if batch[dim] > 1:
+            raise ValueError(
+                f"{which} site '{name}' has batch shape {batch}, whose dimension {dim} (size "
+                f"{batch[dim]}) belongs to none of its plates {plates}: a missing plate "
+                "statement. Add a plate for that dimension, move it into the event shape "
+                "with .to_event(...), or fix the shapes of the distribution's parameters "
+                "(numpyro.util.format_shapes shows every site's shape)."
+            )
 
 
 def log_density_labels(traces: Traces) -> tuple[str, ...]:

@@ -8,6 +8,7 @@ written here once, on :mod:`ppl_arms.core._ops`.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +16,7 @@ from ppl_arms._typing import Array
 from ppl_arms.core._ops import get_ops
 from ppl_arms.core.estimators import DistKind
 
-__all__ = ["SiteDistribution", "peel"]
+__all__ = ["SiteDistribution", "combine_masks", "dist_kind", "peel"]
 
 
 @dataclass
@@ -96,3 +97,40 @@ def peel(fn: Any, independent: type, masked: type, expanded: type) -> tuple[Any,
             masks.append((fn._mask, len(fn.event_shape)))
         fn = fn.base_dist
     return fn, reinterpreted, masks
+
+
+def dist_kind(
+    inner: Any, bernoulli: type | tuple[type, ...], categorical: type | tuple[type, ...]
+) -> DistKind:
+    """The kind of an innermost distribution, given the host's Bernoulli and categorical classes."""
+    if isinstance(inner, bernoulli):
+        return DistKind.BERNOULLI
+    if isinstance(inner, categorical):
+        return DistKind.CATEGORICAL
+    return DistKind.OTHER
+
+
+def combine_masks(
+    masks: Iterable[tuple[Any, int]],
+    coord_shape: tuple[int, ...],
+    as_bool: Callable[[Any], Array],
+) -> Array | None:
+    """The conjunction of masks, each broadcast to the coordinates (``None`` if nothing is masked).
+
+    Args:
+        masks: Each mask (an array, a bool, or ``None``) with the event dims of its layer (masks
+            cover batch dims only; the event dims are appended).
+        coord_shape: Shape of the coordinates.
+        as_bool: The host's conversion of a mask to a boolean array.
+    """
+    combined = None
+    for mask, event_ndims in masks:
+        if mask is None or (isinstance(mask, bool) and mask):
+            continue
+        mask = as_bool(mask)
+        ops = get_ops(mask)
+        mask = ops.broadcast_to(
+            ops.reshape(mask, ops.shape(mask) + (1,) * event_ndims), coord_shape
+        )
+        combined = mask if combined is None else combined & mask
+    return combined

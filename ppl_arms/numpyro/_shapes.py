@@ -7,17 +7,16 @@ from typing import Any
 import jax.numpy as jnp
 from jax import lax
 
+from ppl_arms._checks import check_plate_dims as _check_site
+
 __all__ = ["check_plate_dims"]
 
 
 def check_plate_dims(which: str, tr: dict[str, Any]) -> None:
     """Raise at a site inside plates with a batch dimension > 1 left of all of its plates.
 
-    NumPyro's ``Trace_ELBO`` warns here ("Missing a plate statement", ``_validate_model`` with
-    ``plate_warning="loose"``) and sums the site whole. Our losses give each plate element its own
-    learning signal, and an undeclared dimension makes those signals the wrong shape (an obscure
-    broadcasting error, or a signal misaligned with the site's elements), so it is an error, as in
-    Pyro (``invalid log_prob shape``). Sites outside every plate are not checked (as the host).
+    See :func:`ppl_arms._checks.check_plate_dims`; sites outside every plate are not checked (as
+    the host).
 
     Args:
         which: ``"model"`` or ``"guide"``, for the message.
@@ -28,19 +27,6 @@ def check_plate_dims(which: str, tr: dict[str, Any]) -> None:
             continue
         fn = site["fn"]
         value_shape = jnp.shape(site["value"])
-        batch = lax.broadcast_shapes(
-            tuple(fn.batch_shape), value_shape[: len(value_shape) - len(fn.event_shape)]
-        )
-        plate_dims = [f.dim for f in site["cond_indep_stack"]]
-        plates = ", ".join(f"'{f.name}' (dim={f.dim})" for f in site["cond_indep_stack"])
-        # As Pyro's check_site_shape: dimensions right of the site's leftmost plate that no plate
-        # declares are allowed (e.g. data indexed by a plate the site is not in).
-        for dim in range(-len(batch), min(plate_dims)):
-            if batch[dim] > 1:
-                raise ValueError(
-                    f"{which} site '{name}' has batch shape {batch}, whose dimension {dim} (size "
-                    f"{batch[dim]}) belongs to none of its plates {plates}: a missing plate "
-                    "statement. Add a plate for that dimension, move it into the event shape "
-                    "with .to_event(...), or fix the shapes of the distribution's parameters "
-                    "(numpyro.util.format_shapes shows every site's shape)."
-                )
+        value_batch = value_shape[: len(value_shape) - len(fn.event_shape)]
+        batch = lax.broadcast_shapes(tuple(fn.batch_shape), value_batch)
+        _check_site(which, name, batch, site["cond_indep_stack"])

@@ -12,8 +12,7 @@ import jax.numpy as jnp
 from numpyro import distributions as dist
 from numpyro.distributions import ExpandedDistribution, Independent, MaskedDistribution
 
-from ppl_arms._sites import SiteDistribution, peel
-from ppl_arms.core.estimators import DistKind
+from ppl_arms._sites import SiteDistribution, combine_masks, dist_kind, peel
 
 __all__ = ["SiteDistribution", "unwrap"]
 
@@ -25,19 +24,6 @@ def unwrap(fn: dist.Distribution) -> SiteDistribution:
     """Peel ``Independent``, ``MaskedDistribution`` and ``ExpandedDistribution`` wrappers."""
     coord_shape = tuple(fn.batch_shape) + tuple(fn.event_shape)
     inner, reinterpreted, layers = peel(fn, Independent, MaskedDistribution, ExpandedDistribution)
-    masks = []
-    for mask, layer_event in layers:
-        if not (isinstance(mask, bool) and mask):
-            mask = jnp.asarray(mask, dtype=bool)
-            mask = jnp.reshape(mask, mask.shape + (1,) * layer_event)
-            masks.append(jnp.broadcast_to(mask, coord_shape))
-    if isinstance(inner, _BERNOULLI):
-        kind = DistKind.BERNOULLI
-    elif isinstance(inner, _CATEGORICAL):
-        kind = DistKind.CATEGORICAL
-    else:
-        kind = DistKind.OTHER
-    mask = None
-    for m in masks:
-        mask = m if mask is None else mask & m
+    kind = dist_kind(inner, _BERNOULLI, _CATEGORICAL)
+    mask = combine_masks(layers, coord_shape, lambda m: jnp.asarray(m, dtype=bool))
     return SiteDistribution(kind, fn, inner, coord_shape, len(fn.event_shape), reinterpreted, mask)

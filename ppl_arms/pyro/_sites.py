@@ -18,7 +18,7 @@ from pyro.ops.provenance import detach_provenance
 from torch.distributions import Distribution, Independent
 
 from ppl_arms._sites import SiteDistribution as _SiteDistribution
-from ppl_arms._sites import peel
+from ppl_arms._sites import combine_masks, dist_kind, peel
 from ppl_arms.core.estimators import DistKind
 
 __all__ = ["SiteDistribution", "broadcast_base", "unwrap"]
@@ -82,14 +82,6 @@ def broadcast_base(x: torch.Tensor) -> torch.Tensor | None:
     return base if same_layout else None
 
 
-def _as_mask(mask: object, layer_shape: tuple[int, ...], event: int) -> torch.Tensor | None:
-    if mask is None or (isinstance(mask, bool) and mask):
-        return None
-    mask = torch.as_tensor(mask, dtype=torch.bool)
-    mask = mask.reshape(mask.shape + (1,) * event)
-    return mask.expand(layer_shape)
-
-
 def unwrap(fn: Distribution, site_mask: object = None) -> SiteDistribution:
     """Peel ``Independent``, ``MaskedDistribution`` and ``ExpandedDistribution`` wrappers.
 
@@ -102,22 +94,13 @@ def unwrap(fn: Distribution, site_mask: object = None) -> SiteDistribution:
         The :class:`SiteDistribution`.
     """
     full = tuple(fn.batch_shape) + tuple(fn.event_shape)
-    inner, reinterpreted, masks = peel(fn, Independent, MaskedDistribution, ExpandedDistribution)
+    inner, reinterpreted, layers = peel(fn, Independent, MaskedDistribution, ExpandedDistribution)
+    kind = dist_kind(inner, Bernoulli, (Categorical, OneHotCategorical))
     one_hot = isinstance(inner, OneHotCategorical)
-    if isinstance(inner, Bernoulli):
-        kind = DistKind.BERNOULLI
-    elif isinstance(inner, Categorical | OneHotCategorical):
-        kind = DistKind.CATEGORICAL
-    else:
-        kind = DistKind.OTHER
     coord_shape = full[:-1] if one_hot else full
-    event_ndims = len(fn.event_shape) - (1 if one_hot else 0)
+    event_ndims = len(fn.event_shape) - one_hot  # a one-hot axis is no coordinate
     if one_hot:
         inner = Categorical(logits=inner.logits)  # same logits; integer coordinates
-    mask = _as_mask(site_mask, coord_shape, event_ndims)
-    for m, layer_event in masks:
-        layer_event -= 1 if one_hot else 0
-        m = _as_mask(m, coord_shape, layer_event)
-        if m is not None:
-            mask = m if mask is None else mask & m
+    masks = [(site_mask, event_ndims)] + [(m, event - one_hot) for m, event in layers]
+    mask = combine_masks(masks, coord_shape, lambda m: torch.as_tensor(m, dtype=torch.bool))
     return SiteDistribution(kind, fn, inner, coord_shape, event_ndims, reinterpreted, mask, one_hot)
