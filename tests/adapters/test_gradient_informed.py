@@ -205,3 +205,16 @@ def test_numpyro_learned_params_declared_in_the_guide_are_trained():
             state, _ = svi.update(state)
     alpha = svi.get_params(state)[learned_name("double_cv", "z", "alpha")]
     assert float(alpha) != 1.0
+
+
+def test_iwae_refuses_a_site_that_asks_for_a_gradient_informed_estimator():
+    """The bound has no learning-signal gradient: a clear error, not a silent LOORF."""
+    B = PyroBackend()
+    model, _ = _smooth(B)
+
+    def marked():
+        phi = B.param("phi", B.array([2.2, -0.4, -2.5]))
+        B.sample("z", B.dist.Bernoulli(logits=phi).to_event(1), infer={"estimator": "rodeo"})
+
+    with pytest.raises(TypeError, match=r"'rodeo' needs the gradient.*TraceARMS_ELBO"):
+        B.losses.TraceARMS_IWAE(num_particles=2).differentiable_loss(model, marked)
