@@ -63,6 +63,13 @@ class SiteRole(enum.Enum):
     DETERMINISTIC = "deterministic"
     """A deterministic function of the others: ``posterior``."""
 
+    @classmethod
+    def of(cls, observed: bool, deterministic: bool) -> SiteRole:
+        """The role of a site that is (or not) observed or deterministic (deterministic first)."""
+        if deterministic:
+            return cls.DETERMINISTIC
+        return cls.OBSERVED if observed else cls.LATENT
+
 
 @dataclass(frozen=True)
 class PlateInfo:

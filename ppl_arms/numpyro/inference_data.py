@@ -36,12 +36,6 @@ class _Unobserve(Messenger):
             msg["is_observed"] = False
 
 
-def _role(site: dict[str, Any]) -> _arviz.SiteRole:
-    if site["type"] == "deterministic":
-        return _arviz.SiteRole.DETERMINISTIC
-    return _arviz.SiteRole.OBSERVED if site["is_observed"] else _arviz.SiteRole.LATENT
-
-
 def _structure(model_trace: dict, plate_sizes: Mapping[str, int]) -> dict[str, _arviz.SiteInfo]:
     sites = {}
     for name, site in model_trace.items():
@@ -53,7 +47,9 @@ def _structure(model_trace: dict, plate_sizes: Mapping[str, int]) -> dict[str, _
             for f in site["cond_indep_stack"]
         )
         shape = tuple(jnp.shape(site["value"]))
-        sites[name] = _arviz.SiteInfo(name, shape, event_dim, plates, _role(site))
+        deterministic = site["type"] == "deterministic"
+        role = _arviz.SiteRole.of(not deterministic and site["is_observed"], deterministic)
+        sites[name] = _arviz.SiteInfo(name, shape, event_dim, plates, role)
     return sites
 
 

@@ -17,14 +17,6 @@ from ppl_arms._docs import fill_doc
 __all__ = ["to_inference_data"]
 
 
-def _role(site: dict[str, Any]) -> _arviz.SiteRole:
-    if not site["is_observed"]:
-        return _arviz.SiteRole.LATENT
-    if site["infer"].get("_deterministic"):
-        return _arviz.SiteRole.DETERMINISTIC
-    return _arviz.SiteRole.OBSERVED
-
-
 def _sample_sites(tr: Trace) -> dict[str, dict[str, Any]]:
     return {
         name: site
@@ -52,7 +44,8 @@ def _structure(model_trace: Trace) -> dict[str, _arviz.SiteInfo]:
                 )
             plates.append(_arviz.PlateInfo(frame.name, frame.dim, full))
         shape = tuple(site["value"].shape)
-        sites[name] = _arviz.SiteInfo(name, shape, site["fn"].event_dim, tuple(plates), _role(site))
+        role = _arviz.SiteRole.of(site["is_observed"], bool(site["infer"].get("_deterministic")))
+        sites[name] = _arviz.SiteInfo(name, shape, site["fn"].event_dim, tuple(plates), role)
     return sites
 
 
