@@ -274,7 +274,8 @@ def unsupported_discrete_message(
 class MixedMeanField:
     """What both adapters' ``AutoMixedMeanField`` do alike; a mixin before the host's ``AutoGuide``.
 
-    The adapter gives the host's pieces, annotated below: the backend's name (for errors), its
+    The adapter gives the host's pieces, annotated below: the backend's name and the arguments of
+    :func:`not_ready_error` (for errors), its
     ``_sites.unwrap`` and ``periodic_repeat``; a continuous site's layout and unconstrained initial
     value from its prototype message and value (see :func:`continuous_spec`); a prototype plate's
     full size; the frames of the plates to enter when sampling a site; ``biject_to`` of a site's
@@ -285,6 +286,8 @@ class MixedMeanField:
     """
 
     backend: str
+    prototype_trace: Any
+    _not_ready: tuple[str, str]
     _init_logits: str
     _sites: dict[str, SiteSpec]
     _unwrap: Callable[[Any], Any]
@@ -346,6 +349,11 @@ class MixedMeanField:
         return result
 
     # -- summaries ---------------------------------------------------------------------------------
+
+    def _check_ready(self) -> None:
+        """Raise :func:`not_ready_error` before the first call (no prototype trace yet)."""
+        if self.prototype_trace is None:
+            raise not_ready_error(*self._not_ready)
 
     def medians(self, params: Any = None) -> dict[str, Array]:
         """Mode of each discrete factor and transformed Normal median of each continuous one.

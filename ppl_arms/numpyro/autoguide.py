@@ -78,6 +78,7 @@ class AutoMixedMeanField(MixedMeanField, AutoGuide):
 
     scale_constraint = constraints.softplus_positive
     backend = "numpyro"
+    _not_ready = ("svi.init", "posterior samples, medians or quantiles")
     _unwrap = staticmethod(unwrap)
     _periodic_repeat = staticmethod(periodic_repeat)
 
@@ -212,10 +213,6 @@ class AutoMixedMeanField(MixedMeanField, AutoGuide):
 
     def _discrete_value(self, spec: SiteSpec, index: jax.Array, k: int) -> jax.Array:
         return index.astype(spec.dtype)
-
-    def _check_ready(self) -> None:
-        if self.prototype_trace is None:
-            raise _autoguide.not_ready_error("svi.init", "posterior samples, medians or quantiles")
 
     def sample_posterior(
         self,

@@ -73,6 +73,7 @@ class AutoMixedMeanField(MixedMeanField, AutoGuide):
 
     scale_constraint = constraints.softplus_positive
     backend = "pyro"
+    _not_ready = ("one svi.step", "medians or quantiles")
     _unwrap = staticmethod(unwrap)
 
     def __init__(
@@ -195,10 +196,6 @@ class AutoMixedMeanField(MixedMeanField, AutoGuide):
         return pyro.sample(name, delta)
 
     # -- summaries ---------------------------------------------------------------------------------
-
-    def _check_ready(self) -> None:
-        if self.prototype_trace is None:
-            raise _autoguide.not_ready_error("one svi.step", "medians or quantiles")
 
     def _probs(self, spec: SiteSpec, logits: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(logits) if spec.kind is SiteKind.BERNOULLI else logits.softmax(-1)
