@@ -72,4 +72,4 @@ def arms_coefficients(f: Array, logits: Array, copula: Copula) -> Array:
     n = num_samples(f)
     ops = get_ops(f, logits)
     broadcast_shapes(ops.shape(f)[1:], ops.shape(logits), ("f[0]", "logits"))
-    return arms_debias(logits, n, copula) * loorf_coefficients(f)
+    return loorf_coefficients(f, arms_debias(logits, n, copula))

@@ -21,16 +21,19 @@ from ppl_arms.core._validate import num_samples
 __all__ = ["loorf_coefficients"]
 
 
-def loorf_coefficients(f: Array) -> Array:
-    """Per-sample coefficients ``(f_i - mean(f)) / (n - 1)``.
+def loorf_coefficients(f: Array, scale: Array | None = None) -> Array:
+    """Per-sample coefficients ``(f_i - mean(f)) / (n - 1)``, optionally times a per-element scale.
 
     Args:
         f: Learning signals of shape ``[n, *shape]`` with ``n >= 2``.
+        scale: A factor broadcastable to ``shape`` (ARMS's debias factor), folded into the
+            division so that scaling costs no extra pass over the ``[n, *shape]`` array.
 
     Returns:
-        Coefficients of the same shape (gradient-free).
+        Coefficients of the broadcast shape (gradient-free).
     """
     n = num_samples(f)
     ops = get_ops(f)
     f = ops.stop_gradient(f)
-    return (f - ops.mean(f, axis=0, keepdims=True)) / (n - 1)
+    centred = f - ops.mean(f, axis=0, keepdims=True)
+    return centred / (n - 1) if scale is None else centred * (scale / (n - 1))

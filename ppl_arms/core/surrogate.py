@@ -85,6 +85,11 @@ def finite_signals(f: Array) -> Array:
     elements keep their estimates. The adapters raise instead when they can (eager calls), and the
     loss value still reports the infinite objective.
 
+    The test is on the sum over samples, which is finite exactly when every sample's signal is
+    (``inf - inf`` and ``nan`` stay non-finite), so the elementwise work on ``[n, ...]`` is one
+    reduction and one select. Finite signals whose sum overflows the floating range (each above
+    ``max / n`` in magnitude) count as non-finite too.
+
     Args:
         f: Learning signals ``[n, ...]`` (detached).
 
@@ -93,7 +98,7 @@ def finite_signals(f: Array) -> Array:
     """
     ops = get_ops(f)
     f = ops.stop_gradient(f)
-    bad = ops.max(ops.astype(~ops.isfinite(f), f), axis=0, keepdims=True) > 0
+    bad = ~ops.isfinite(ops.sum(f, axis=0, keepdims=True))
     return ops.where(bad, 0.0, f)
 
 
