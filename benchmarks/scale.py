@@ -10,7 +10,7 @@ r"""Scaling of one loss step with the number of discrete latent elements, in bot
     guide:  z_i ~ Bernoulli(logits=phi_i)  (or Categorical(logits=psi_i)),  phi / psi parameters
 
 NumPyro steps are ``jax.jit(jax.value_and_grad(loss.loss))``; Pyro steps are
-``differentiable_loss(...).backward()``. Four tables are printed and saved:
+``loss_and_grads(...)`` (loss and backward pass, the form every Pyro ELBO has). Four tables are printed and saved:
 
 1. **time and peak memory per step against N** (default ``1e5 .. 1e7``): Bernoulli ARMS (both
    losses) and CARMS at ``K = 10``. Step time is the median of ``--repeats`` steps after one
@@ -258,7 +258,7 @@ def _pyro_step(site: str, loss_name: str, coupling: str, k: int, size: int) -> d
 
     def step(i: int) -> float:
         t = time.perf_counter()
-        loss.differentiable_loss(model, guide, x).backward()
+        loss.loss_and_grads(model, guide, x)  # the host's TraceGraph_ELBO has only this form
         elapsed = time.perf_counter() - t
         for p in params:
             p.grad = None
