@@ -29,7 +29,9 @@ The losses, at ``N`` evaluations (:data:`LOSSES`):
 It prints one line per run, and writes ``multisample.json`` (every number, updated after each run,
 the command and the versions), ``multisample.md`` (the table: mean and standard error over seeds,
 and the paired difference to VIMCO's test log-likelihood) and ``multisample.png``. ``--quick`` is a
-seconds-long smoke run (sklearn digits, a few steps, a few test images).
+seconds-long smoke run (sklearn digits, a few steps, a few test images). ``--step-times`` trains
+nothing: it times every loss's jitted NumPyro step **interleaved** (``--rounds`` rounds of 10 steps
+per loss on one batch) and prints the median per-round step-time ratio to VIMCO's.
 """
 
 from __future__ import annotations
@@ -139,6 +141,46 @@ def run_one(
         out["grad_variance_end"] = _variance(
             runner, loss, var_batch, args.variance_replicates, seed
         )
+    return out
+
+
+def step_time_ratios(args: argparse.Namespace, data: Any) -> dict[str, Any]:
+    """Per (model, N): each loss's jitted step time over VIMCO's, measured interleaved (NumPyro)."""
+    import jax
+    import jax.numpy as jnp
+    from numpyro.infer import SVI
+    from numpyro.optim import Adam
+
+    from models import build_model
+
+    x = jnp.asarray(dynamic_binarize(data.train[: args.batch_size], np.random.default_rng(0)))
+    out: dict[str, Any] = {}
+    for model in args.models:
+        config = MODEL_CONFIGS[model](data.num_pixels, args.latents)
+        m, g = build_model(model, "numpyro", data.train_mean, **config)
+        for evaluations in args.evaluations:
+            names = [k for k in args.losses if evaluations >= LOSSES[k].min_evaluations]
+            steps = {}
+            for name in names:
+                svi = SVI(m, g, Adam(args.lr), LOSSES[name].build("numpyro", evaluations))
+                update = jax.jit(svi.update)
+                state, value = update(svi.init(jax.random.key(0), x), x)  # compile
+                value.block_until_ready()
+                steps[name] = [update, state]
+            times: dict[str, list[float]] = {k: [] for k in names}
+            for _ in range(args.rounds):
+                for name in names:
+                    update, state = steps[name]
+                    start = time.perf_counter()
+                    for _ in range(10):
+                        state, value = update(state, x)
+                    value.block_until_ready()
+                    times[name].append((time.perf_counter() - start) / 10)
+                    steps[name][1] = state
+            ref = np.asarray(times["iwae-vimco"])
+            ratios = {k: float(np.median(np.asarray(times[k]) / ref)) for k in names}
+            out[f"{model} N={evaluations}"] = {"vimco_seconds": float(np.median(ref)), **ratios}
+            print(f"{model} N={evaluations}: step time / VIMCO's: {ratios}", flush=True)
     return out
 
 
@@ -282,6 +324,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--retable", action="store_true", help="re-render the table and plot from the saved JSON"
     )
+    p.add_argument(
+        "--step-times", action="store_true", help="time the jitted steps interleaved (NumPyro)"
+    )
+    p.add_argument("--rounds", type=int, default=12, help="rounds of --step-times")
     return p
 
 
@@ -317,7 +363,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rng = np.random.default_rng(12345)
     test = dynamic_binarize(data.test[: args.test_size], rng)  # one fixed binarisation
     var_batch = dynamic_binarize(data.train[: args.batch_size], rng)
-    cfg = {k: v for k, v in vars(args).items() if k not in ("quick", "retable")}
+    if args.step_times:
+        with float32("numpyro"):
+            ratios = step_time_ratios(args, data)
+        (out / "step_times.json").write_text(json.dumps(ratios, indent=1))
+        return ratios
+    cfg = {k: v for k, v in vars(args).items() if k not in ("quick", "retable", "step_times")}
     results: dict[str, Any] = {
         "command": " ".join(["python -m benchmarks.multisample", *argv]),
         "config": cfg,

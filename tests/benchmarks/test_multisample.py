@@ -53,3 +53,12 @@ def test_each_loss_spends_its_budget_of_evaluations():
             layout = multisample.host("pyro").adapter.TraceARMS_IWAE(n, estimator=spec.estimator)
             assert n * layout.spec.num_sets == spec.evaluations_used(evaluations), name
             assert layout.spec.bound_size(n) == spec.bound_size(evaluations), name
+
+
+@pytest.mark.slow  # compiles two NumPyro steps (about 20 s of CPU)
+def test_step_times_are_ratios_to_vimco(tmp_path):
+    argv = ["--quick", "--step-times", "--rounds", "2", "--out", str(tmp_path)]
+    ratios = multisample.main([*argv, "--losses", "iwae-vimco,iwae-vimco-arms"])
+    (row,) = ratios.values()
+    assert row["iwae-vimco"] == 1.0 and row["iwae-vimco-arms"] > 0 and row["vimco_seconds"] > 0
+    assert json.loads((tmp_path / "step_times.json").read_text()) == ratios
