@@ -34,6 +34,10 @@ class TraceARMS_IWAE(_ParticleLoss):
     i.i.d. ones: a bound of ``n - 1`` samples from ``n`` evaluations, with VIMCO signals at the
     i.i.d. particles and ARMS/CARMS over the pair (:mod:`ppl_arms.core.iwae_hybrid`).
 
+    At an equal number of model evaluations, ``"vimco"`` trained the best binary VAEs in
+    docs/benchmarks/multisample.md, ``"vimco-arms"`` came close (level on the nonlinear VAE),
+    and the local forms were about 3 nats behind.
+
     **Which bound.** By default (``bound_plates=None``) the bound is taken per element of the
     plates common to every model sample site (for an amortised model: one bound per data point,
     summed; subsampling those plates is allowed and rescaled). If any latent lies outside them,
