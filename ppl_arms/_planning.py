@@ -60,8 +60,9 @@ def plan_site(
     if vimco and INFER_KEY in infer:
         raise ValueError(
             f"site '{name}' asks for infer={{'{INFER_KEY}': {infer[INFER_KEY]!r}}}, but "
-            "TraceARMS_IWAE(estimator='vimco') uses VIMCO signals at every site; remove the key "
-            "or use estimator='arms' / 'loorf', which honour per-site estimators"
+            "TraceARMS_IWAE(estimator='vimco'), the default, uses VIMCO signals at every site; "
+            "remove the key or pass estimator='arms' / 'loorf' / 'vimco-arms', which honour "
+            "per-site estimators"
         )
     if check_latent_site(name, infer, fn.has_rsample, type(fn).__name__, valued):
         return None

@@ -34,7 +34,8 @@ class TraceARMS_IWAE(_CoupledELBO):
 
     At an equal number of model evaluations, ``"vimco"`` trained the best binary VAEs in
     docs/benchmarks/multisample.md, ``"vimco-arms"`` came close (level on the nonlinear VAE),
-    and the local forms were about 3 nats behind.
+    and the local forms were about 3 nats behind, so ``"vimco"`` is the default. It refuses
+    per-site ``infer={"estimator": ...}`` keys (pass ``estimator="arms"`` for those guides).
 
     **Which bound.** By default (``bound_plates=None``) the bound is taken per element of the plates
     common to every model sample site (one bound per data point for an amortised model, summed;
@@ -44,8 +45,8 @@ class TraceARMS_IWAE(_CoupledELBO):
     Args:
         num_particles: ``n >= 2``, the number of samples inside the bound (``n >= 3`` and a bound
             of ``n - 1`` for ``"vimco-arms"``).
-        estimator: ``"arms"`` (``2n`` model evaluations), ``"loorf"`` (``2n``), ``"disarm"``
-            (``2n``, ``n`` even), ``"vimco"`` (``n``) or ``"vimco-arms"`` (``n``); see
+        estimator: ``"vimco"`` (the default; ``n`` model evaluations), ``"vimco-arms"`` (``n``),
+            ``"arms"`` (``2n``), ``"loorf"`` (``2n``) or ``"disarm"`` (``2n``, ``n`` even); see
             :data:`ppl_arms.config.IWAE_ESTIMATORS`.
         copula: ``"dirichlet"`` or ``"gaussian"``.
         categorical_coupling: ``"stick_breaking_unsorted"`` (default), ``"stick_breaking"`` or
@@ -59,7 +60,7 @@ class TraceARMS_IWAE(_CoupledELBO):
     def __init__(
         self,
         num_particles: int = 4,
-        estimator: str = "arms",
+        estimator: str = "vimco",
         copula: str = "dirichlet",
         categorical_coupling: str = "stick_breaking_unsorted",
         bound_plates: Sequence[str] | None = None,
