@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from ppl_arms._checks import log_density_labels, log_density_sums
+from ppl_arms._loss_docs import iwae_doc
 from ppl_arms._objectives import bound_frames, log_weights
 from ppl_arms._validation import check_vectorized, iwae_config
 from ppl_arms.core.assembly import iwae_surrogate
@@ -20,50 +21,20 @@ from ppl_arms.numpyro.elbo import _ParticleLoss
 __all__ = ["TraceARMS_IWAE"]
 
 
+@iwae_doc
 class TraceARMS_IWAE(_ParticleLoss):
     r"""The multi-sample bound :math:`\log\frac1n\sum_i w_i` with unbiased discrete gradients.
 
-    Two particle sets are drawn: ``n`` i.i.d. particles define the bound (and its direct gradient,
-    :math:`\sum_i\tilde w_i\nabla_\phi\log w_i`, which is *not* zero-mean and is kept), and, for
-    ``"arms"`` and ``"loorf"``, ``n`` more particles coupled per discrete site give the score part
-    through local signals :math:`F_j=\sum_k\log\frac1n(\sum_{i\ne k}w_i+\tilde w_j)`, the **sum**
-    over ``k`` of the per-sample local problems (averaging, as the reference code does, is ``1/n``
-    too small and biased). ``"vimco"`` uses only the ``n`` i.i.d. particles with VIMCO's
-    leave-one-out signals. ``"vimco-arms"`` draws ``n`` particles, ``n - 2`` i.i.d. and an
-    antithetic pair coupled per discrete site, and puts each pair member in its own bound with the
-    i.i.d. ones: a bound of ``n - 1`` samples from ``n`` evaluations, with VIMCO signals at the
-    i.i.d. particles and ARMS/CARMS over the pair (:mod:`ppl_arms.core.iwae_hybrid`).
-
-    At an equal number of model evaluations, ``"vimco"`` trained the best binary VAEs in
-    docs/benchmarks/multisample.md, ``"vimco-arms"`` came close (level on the nonlinear VAE),
-    and the local forms were about 3 nats behind, so ``"vimco"`` is the default. It refuses
-    per-site ``infer={"estimator": ...}`` keys (pass ``estimator="arms"`` for those guides).
-
-    **Which bound.** By default (``bound_plates=None``) the bound is taken per element of the
-    plates common to every model sample site (for an amortised model: one bound per data point,
-    summed; subsampling those plates is allowed and rescaled). If any latent lies outside them,
-    e.g. a global latent, the common set is empty and the bound is over the whole trace. Pass
-    ``bound_plates=()`` to force the whole-trace bound or a tuple of plate names to choose.
+    {SUMMARY}
 
     Args:
-        num_particles: ``n >= 2``, the number of samples inside the bound (``n >= 3`` and a bound
-            of ``n - 1`` for ``"vimco-arms"``).
-        estimator: ``"vimco"`` (the default; ``n`` model evaluations), ``"vimco-arms"`` (``n``),
-            ``"arms"`` (local ARMS/CARMS; ``2n``), ``"loorf"`` (local LOORF; ``2n``) or
-            ``"disarm"`` (local DisARM, ``n`` even; ``2n``); see
-            :data:`ppl_arms.config.IWAE_ESTIMATORS`.
-        copula: ``"dirichlet"`` or ``"gaussian"`` (``"arms"`` only).
-        categorical_coupling: ``"stick_breaking_unsorted"`` (default), ``"stick_breaking"`` or
-            ``"inverse_cdf"`` (see :data:`ppl_arms.config.CATEGORICAL_COUPLINGS`).
-        bound_plates: ``None`` (automatic), ``()`` or plate names; see above.
+        {ARGS}
         vectorize_particles: Must be ``True``.
         particle_sharding: Optional sharding of the particle axis (as in
             :class:`~ppl_arms.numpyro.TraceARMS_ELBO`).
 
     References:
-        Y. Burda, R. Grosse, R. Salakhutdinov. "Importance Weighted Autoencoders." ICLR 2016.
-        A. Mnih, D. Rezende. "Variational inference for Monte Carlo objectives." ICML 2016.
-        A. Dimitriev, M. Zhou. "ARMS." ICML 2021 (multi-sample bound, with the sum over ``k``).
+        {REFERENCES}
     """
 
     def __init__(

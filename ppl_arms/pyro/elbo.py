@@ -18,6 +18,7 @@ from pyro.poutine.util import prune_subsample_sites
 from pyro.util import check_model_guide_match, check_site_shape, warn_if_nan
 
 from ppl_arms._checks import check_guide_covers_model, check_signal_shape
+from ppl_arms._loss_docs import elbo_doc
 from ppl_arms._objectives import elbo_value, graph_signals, trace_signals
 from ppl_arms._records import Traces
 from ppl_arms._sample_gradient import loss_gradients
@@ -250,21 +251,11 @@ class _SignalELBO(_CoupledELBO):
         return -elbo_surrogate(elbo / self.num_particles, sites)
 
 
+@elbo_doc(":class:`~pyro.infer.Trace_ELBO`", "ppl_arms.pyro.config_estimator")
 class TraceARMS_ELBO(_SignalELBO):
     r"""ELBO with ARMS/CARMS gradients at discrete guide sites, for :class:`pyro.infer.SVI`.
 
-    Each discrete guide site draws its ``num_particles`` values jointly through a copula
-    (independently per element), and its learning signal is, per plate element, the ELBO terms of
-    that element plus every term outside the site's plates (as :class:`~pyro.infer.Trace_ELBO`
-    would use). The loss value is the negated plain Monte Carlo ELBO over the particles; its
-    gradient is the estimator at discrete sites, the pathwise gradient at reparameterised sites,
-    and the usual gradient for model parameters. Scores are unscaled and unmasked; subsampling
-    scales and masks enter only the learning signals, so expected gradients equal the full-data
-    gradient.
-
-    .. math::
-        \hat g_\phi=\sum_{\text{sites}}\sum_{i=1}^n c_i\,\nabla_\phi\log q_\phi(z_i),\qquad
-        c_i=\text{debias}(p)\,\frac{f_i-\bar f}{n-1}\ \text{(ARMS)}.
+    {SUMMARY}
 
     A site whose parameters differ across particles (they depend on upstream per-particle samples)
     keeps Pyro's i.i.d. draws there and uses LOORF, which stays unbiased. Implements ``loss``,
@@ -272,20 +263,7 @@ class TraceARMS_ELBO(_SignalELBO):
     :class:`torch.nn.Module`); particles are always vectorised.
 
     Args:
-        num_particles: Number of coupled particles ``n >= 2``.
-        estimator: Default estimator of discrete sites: ``"arms"`` (ARMS at Bernoulli, CARMS at
-            categorical sites), ``"loorf"``, ``"disarm"`` (``n/2`` antithetic pairs, Bernoulli only),
-            ``"reinforce"`` (no baseline), or ``"double_cv"`` / ``"rodeo"`` (i.i.d. samples with
-            control variates from the gradient of the learning signal with respect to the sample;
-            LOORF where the model is not differentiable in it, with a warning; learned parameters
-            named ``"_ppl_arms/<estimator>/<site>/<leaf>"``, see ``docs/estimators.md``). Override
-            per site with ``infer={"estimator": ...}`` or
-            :func:`~ppl_arms.pyro.config_estimator`.
-        copula: ``"dirichlet"`` or ``"gaussian"``.
-        categorical_coupling: ``"stick_breaking_unsorted"`` (the default at every ``K``: stick
-            breaking in index order with the most probable category last, :math:`O(nK+n^2)`),
-            ``"stick_breaking"`` (sticks sorted by probability) or ``"inverse_cdf"`` (CARMS-I,
-            :math:`O(K^3+n^2K^2)`); all exact, see :data:`ppl_arms.config.CATEGORICAL_COUPLINGS`.
+        {ARGS}
         max_plate_nesting: The model's plate nesting (guessed with one extra run when not given).
         vectorize_particles: Must be ``True``.
         retain_graph: Passed to ``backward`` in :meth:`loss_and_grads`.
@@ -300,9 +278,7 @@ class TraceARMS_ELBO(_SignalELBO):
             svi.step(data)
 
     References:
-        A. Dimitriev, M. Zhou. "ARMS: Antithetic-REINFORCE-Multi-Sample Gradient for Binary
-        Variables." ICML 2021. A. Dimitriev, M. Zhou. "CARMS: Categorical-Antithetic-REINFORCE
-        Multi-Sample Gradient Estimator." NeurIPS 2021.
+        {REFERENCES}
     """
 
     _signals = staticmethod(trace_signals)

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
+from ppl_arms._loss_docs import iwae_doc
 from ppl_arms._objectives import bound_frames, log_weights
 from ppl_arms._records import Traces
 from ppl_arms._validation import iwae_config
@@ -18,43 +19,24 @@ from ppl_arms.pyro.elbo import _CoupledELBO
 __all__ = ["TraceARMS_IWAE"]
 
 
+@iwae_doc
 class TraceARMS_IWAE(_CoupledELBO):
     r"""The multi-sample bound :math:`\log\frac1n\sum_i w_i` with unbiased discrete gradients.
 
-    Two particle sets share one vectorised trace (plate size ``2n``): the first ``n`` particles are
-    i.i.d. and define the bound and its direct gradient :math:`\sum_i\tilde w_i\nabla\log w_i` (not
-    zero-mean; kept); for ``"arms"`` and ``"loorf"`` the other ``n`` are coupled per discrete site
-    and give the score part through the summed local signals
-    :math:`F_j=\sum_k\log\frac1n(\sum_{i\ne k}w_i+\tilde w_j)`. ``"vimco"`` uses ``n`` particles and
-    VIMCO's leave-one-out signals. ``"vimco-arms"`` uses ``n`` particles, ``n - 2`` i.i.d. and an
-    antithetic pair coupled per discrete site, each pair member in its own bound with the i.i.d.
-    ones: a bound of ``n - 1`` samples from ``n`` evaluations, VIMCO signals at the i.i.d.
-    particles and ARMS/CARMS over the pair (:mod:`ppl_arms.core.iwae_hybrid`). Pyro's own :class:`~pyro.infer.RenyiELBO` gives discrete guide
-    sites zero gradient at ``alpha=0``; this loss is unbiased for them.
+    {SUMMARY}
 
-    At an equal number of model evaluations, ``"vimco"`` trained the best binary VAEs in
-    docs/benchmarks/multisample.md, ``"vimco-arms"`` came close (level on the nonlinear VAE),
-    and the local forms were about 3 nats behind, so ``"vimco"`` is the default. It refuses
-    per-site ``infer={"estimator": ...}`` keys (pass ``estimator="arms"`` for those guides).
-
-    **Which bound.** By default (``bound_plates=None``) the bound is taken per element of the plates
-    common to every model sample site (one bound per data point for an amortised model, summed;
-    subsampling those plates is rescaled) and over the whole trace when a latent lies outside them.
-    ``bound_plates=()`` forces the whole-trace bound; a tuple of plate names chooses.
+    The particle sets share one vectorised trace (a particle plate of ``2n`` for the local
+    estimators). Pyro's own :class:`~pyro.infer.RenyiELBO` gives discrete guide sites zero gradient
+    at ``alpha=0``; this loss is unbiased for them.
 
     Args:
-        num_particles: ``n >= 2``, the number of samples inside the bound (``n >= 3`` and a bound
-            of ``n - 1`` for ``"vimco-arms"``).
-        estimator: ``"vimco"`` (the default; ``n`` model evaluations), ``"vimco-arms"`` (``n``),
-            ``"arms"`` (``2n``), ``"loorf"`` (``2n``) or ``"disarm"`` (``2n``, ``n`` even); see
-            :data:`ppl_arms.config.IWAE_ESTIMATORS`.
-        copula: ``"dirichlet"`` or ``"gaussian"``.
-        categorical_coupling: ``"stick_breaking_unsorted"`` (default), ``"stick_breaking"`` or
-            ``"inverse_cdf"`` (see :data:`ppl_arms.config.CATEGORICAL_COUPLINGS`).
-        bound_plates: ``None`` (automatic), ``()`` or plate names.
+        {ARGS}
         max_plate_nesting: The model's plate nesting (guessed when not given).
         vectorize_particles: Must be ``True``.
         retain_graph: Passed to ``backward``.
+
+    References:
+        {REFERENCES}
     """
 
     def __init__(
