@@ -155,8 +155,8 @@ class _CoupledELBO(_ParticleLoss):
         Runs inside the particle ``vmap`` (traced once under ``jit``): the non-differentiable
         sites' warning and the missing-parameter warning are issued at trace time, once per site.
         The learned leaves are read from ``param_map`` under :func:`~ppl_arms.config.learned_name`
-        (declared in the guide by :func:`ppl_arms.numpyro.learned.learned_params`), else their
-        initial values.
+        (declared in the guide by :func:`~ppl_arms.numpyro.config_estimator` or
+        :func:`ppl_arms.numpyro.learned.learned_params`), else their initial values.
         """
         estimators = {
             name: plan.estimator
@@ -187,9 +187,9 @@ class _CoupledELBO(_ParticleLoss):
                     warnings.warn(
                         f"site '{name}': the learned parameters of estimator '{est.name}' (e.g. "
                         f"'{key}') are not among SVI's params, so they keep their initial values "
-                        "(the estimate stays unbiased; its variance is not trained). Declare them "
-                        f"in the guide with ppl_arms.numpyro.learned.learned_params('{name}', "
-                        f"'{est.name}').",
+                        "(the estimate stays unbiased; its variance is not trained). Wrap the "
+                        f"guide with config_estimator(guide, '{est.name}') or declare them in it "
+                        f"with ppl_arms.numpyro.learned.learned_params('{name}', '{est.name}').",
                         UserWarning,
                         stacklevel=2,
                     )

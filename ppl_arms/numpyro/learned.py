@@ -5,7 +5,9 @@ NumPyro's :class:`~numpyro.infer.SVI` collects its parameters when it is initial
 parameter that only the loss would create never reaches the optimiser. The losses therefore read
 the learned parts of a site's estimator from their ``param_map`` under the reserved names of
 :func:`ppl_arms.config.learned_name` and, when they are absent, use the initial values (the
-estimate stays unbiased; only its variance is not trained) and warn once per site. Calling
+estimate stays unbiased; only its variance is not trained) and warn once per site.
+:func:`~ppl_arms.numpyro.config_estimator` declares them next to every site it marks (or that
+carries ``infer={"estimator": ...}``), so a guide wrapped by it needs no code; without it, calling
 :func:`learned_params` in the guide declares them::
 
     def guide(x):

@@ -207,6 +207,43 @@ def test_numpyro_learned_params_declared_in_the_guide_are_trained():
     assert float(alpha) != 1.0
 
 
+@pytest.mark.parametrize("estimator", ["double_cv", "rodeo"])
+def test_numpyro_config_estimator_declares_the_learned_params(estimator):
+    """SVI.init sees them from the guide's run alone (no loss call, no compile)."""
+    import jax
+    from numpyro.infer import SVI
+    from numpyro.optim import Adam
+
+    from ppl_arms.numpyro import config_estimator
+
+    B = NumPyroBackend()
+    model, guide = _smooth(B)
+    svi = SVI(model, config_estimator(guide, estimator), Adam(0.05), B.losses.TraceARMS_ELBO(3))
+    params = svi.get_params(svi.init(jax.random.key(0)))
+    names = {k for k in params if k.startswith("_ppl_arms/")}
+    leaves = {"double_cv": {"alpha"}, "rodeo": {"alpha", "beta"}}[estimator]
+    assert names == {learned_name(estimator, "z", leaf) for leaf in leaves}
+
+
+@pytest.mark.slow
+def test_numpyro_config_estimator_learned_params_are_trained():
+    import jax
+    from numpyro.infer import SVI
+    from numpyro.optim import Adam
+
+    from ppl_arms.numpyro import config_estimator
+
+    B = NumPyroBackend()
+    model, guide = _smooth(B)
+    svi = SVI(model, config_estimator(guide, "rodeo"), Adam(0.05), B.losses.TraceARMS_ELBO(3))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", "site .* learned parameters")  # declared: no warning
+        state = svi.init(jax.random.key(0))
+        for _ in range(3):
+            state, _ = svi.update(state)
+    assert float(svi.get_params(state)[learned_name("rodeo", "z", "beta")]) != 1.0
+
+
 def test_iwae_refuses_a_site_that_asks_for_a_gradient_informed_estimator():
     """The bound has no learning-signal gradient: a clear error, not a silent LOORF."""
     B = PyroBackend()
