@@ -16,6 +16,7 @@ from ppl_arms.numpyro.diagnostics import gradient_variance
 from ppl_arms.numpyro.elbo import TraceARMS_ELBO, TraceGraphARMS_ELBO
 from ppl_arms.numpyro.inference_data import to_inference_data
 from ppl_arms.numpyro.iwae import TraceARMS_IWAE
+from ppl_arms.numpyro.learned import learned_params
 
 __all__ = [
     "AutoMixedMeanField",
@@ -24,5 +25,6 @@ __all__ = [
     "TraceGraphARMS_ELBO",
     "config_estimator",
     "gradient_variance",
+    "learned_params",
     "to_inference_data",
 ]
