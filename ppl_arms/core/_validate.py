@@ -5,7 +5,7 @@ from __future__ import annotations
 from ppl_arms._typing import Array, Shape
 from ppl_arms.core._ops import get_ops
 
-__all__ = ["broadcast_shapes", "num_samples"]
+__all__ = ["broadcast_shapes", "nonfinite_elements", "num_samples"]
 
 
 def num_samples(f: Array, name: str = "f", minimum: int = 2) -> int:
@@ -35,3 +35,15 @@ def broadcast_shapes(a: Shape, b: Shape, names: tuple[str, str]) -> Shape:
             )
         out.append(max(x, y))
     return tuple(reversed(out))
+
+
+def nonfinite_elements(f: Array) -> Array:
+    """Boolean ``[1, ...]``: the elements of ``f`` ``[n, ...]`` where some sample is not finite.
+
+    The test is on the sum over samples, which is finite exactly when every sample is (``inf -
+    inf`` and ``nan`` stay non-finite), so it costs one reduction over the ``[n, ...]`` array.
+    Finite values whose sum overflows the floating range (each above ``max / n`` in magnitude)
+    count as non-finite too.
+    """
+    ops = get_ops(f)
+    return ~ops.isfinite(ops.sum(f, axis=0, keepdims=True))

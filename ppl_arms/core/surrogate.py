@@ -23,6 +23,7 @@ import numpy as np
 
 from ppl_arms._typing import Array
 from ppl_arms.core._ops import get_ops
+from ppl_arms.core._validate import nonfinite_elements
 from ppl_arms.core.carms import CHUNK_ENTRIES
 from ppl_arms.core.categorical import categorical_score
 from ppl_arms.core.estimators import DistKind, SiteEstimator, directions
@@ -85,10 +86,8 @@ def finite_signals(f: Array) -> Array:
     elements keep their estimates. The adapters raise instead when they can (eager calls), and the
     loss value still reports the infinite objective.
 
-    The test is on the sum over samples, which is finite exactly when every sample's signal is
-    (``inf - inf`` and ``nan`` stay non-finite), so the elementwise work on ``[n, ...]`` is one
-    reduction and one select. Finite signals whose sum overflows the floating range (each above
-    ``max / n`` in magnitude) count as non-finite too.
+    The elements are found by :func:`~ppl_arms.core._validate.nonfinite_elements` (one reduction
+    over the samples).
 
     Args:
         f: Learning signals ``[n, ...]`` (detached).
@@ -98,8 +97,7 @@ def finite_signals(f: Array) -> Array:
     """
     ops = get_ops(f)
     f = ops.stop_gradient(f)
-    bad = ~ops.isfinite(ops.sum(f, axis=0, keepdims=True))
-    return ops.where(bad, 0.0, f)
+    return ops.where(nonfinite_elements(f), 0.0, f)
 
 
 def logit_score(kind: DistKind, z: Array, logits: Array) -> Array:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from ppl_arms._typing import Array, Shape
 from ppl_arms.core._ops import get_ops
-from ppl_arms.core._validate import num_samples
+from ppl_arms.core._validate import nonfinite_elements, num_samples
 
 __all__ = [
     "element_axes",
@@ -108,7 +108,7 @@ def finite_inputs(f: Array, df_dz: Array) -> tuple[Array, Array]:
             f"df_dz has shape {g_shape}; it needs the samples' shape [n, *coords(, K)] with the "
             f"same n as f {f_shape}"
         )
-    bad = ops.max(ops.astype(~ops.isfinite(f), f), axis=0, keepdims=True) > 0
+    bad = nonfinite_elements(f)
     f = ops.where(bad, 0.0, f)
     bad_g = ops.reshape(bad, ops.shape(bad) + (1,) * (len(ops.shape(g)) - len(ops.shape(bad))))
     g = ops.where(bad_g | ~ops.isfinite(g), 0.0, g)
