@@ -94,6 +94,7 @@ def test_equal_time_mode_trains_for_seconds_and_plots_against_them(tmp_path):
     assert (tmp_path / "curves.png").stat().st_size > 0
 
 
+@pytest.mark.slow  # a benchmark run in two backends (about 9 s): plumbing, not estimator math
 def test_disarm_is_skipped_on_categorical_models(tmp_path):
     results = compare.main(
         [

@@ -4,6 +4,8 @@ import argparse
 import json
 import math
 
+import pytest
+
 from benchmarks import speed, variance
 
 
@@ -78,6 +80,7 @@ def test_speed_skips_losses_a_backend_lacks_and_reports_the_jit_speedup(tmp_path
     assert "JitTraceARMS_ELBO is " in (tmp_path / "speed.md").read_text()
 
 
+@pytest.mark.slow  # a fresh worker process that imports both backends (about 6 s)
 def test_peak_memory_probe():
     args = argparse.Namespace(dataset="digits", latents=8, num_particles=2, memory_steps=1, seed=0)
     assert speed.peak_memory_mb("numpyro", "arms", args) > 50  # a real process, in MB
