@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from ppl_arms._typing import Array, Shape
 from ppl_arms.core._ops import get_ops
@@ -40,7 +40,12 @@ from ppl_arms.core.disarm import disarm_coefficients
 from ppl_arms.core.double_cv import categorical_double_cv_directions, double_cv_directions
 from ppl_arms.core.loorf import loorf_coefficients
 from ppl_arms.core.reinforce import reinforce_coefficients
-from ppl_arms.core.rodeo import categorical_rodeo_directions, rodeo_directions, rodeo_params
+from ppl_arms.core.rodeo import (
+    RodeoParams,
+    categorical_rodeo_directions,
+    rodeo_directions,
+    rodeo_params,
+)
 from ppl_arms.core.stick_breaking import (
     stick_breaking_coefficients,
     stick_breaking_noise_shape,
@@ -328,6 +333,8 @@ class GradientInformed(SiteEstimator):
 
     kinds: ClassVar[frozenset[DistKind]] = frozenset({DistKind.BERNOULLI, DistKind.CATEGORICAL})
     needs_sample_gradient: ClassVar[bool] = True
+    _directions: ClassVar[Mapping[DistKind, Callable[..., Array]]]
+    """The core function of each kind, called as ``fn(f, z, df_dz, logits, params)``."""
 
     def coefficients(self, f: Array, z: Array, logits: Array | None) -> Array:
         """Refused: the estimate is not a score-coefficient sum without ``df_dz``."""
@@ -338,6 +345,9 @@ class GradientInformed(SiteEstimator):
         )
 
     @abstractmethod
+    def _params(self, logits: Array, learned: Mapping[str, Array]) -> Any:
+        """The core functions' parameter argument from the learned leaves (missing: initial)."""
+
     def gradient_directions(
         self,
         kind: DistKind,
@@ -359,6 +369,7 @@ class GradientInformed(SiteEstimator):
             learned: Values of some or all of the leaves of :meth:`learned_init` (differentiable;
                 missing leaves take their initial values).
         """
+        return self._directions[kind](f, z, df_dz, logits, self._params(logits, learned))
 
 
 @dataclass(frozen=True, repr=True)
@@ -372,22 +383,16 @@ class DoubleCV(GradientInformed):
 
     name: ClassVar[str] = "double_cv"
 
+    _directions: ClassVar[Mapping[DistKind, Callable[..., Array]]] = {
+        DistKind.BERNOULLI: double_cv_directions,
+        DistKind.CATEGORICAL: categorical_double_cv_directions,
+    }
+
     def learned_init(self, like: Array) -> dict[str, Array]:  # noqa: D102
         return {"alpha": get_ops(like).const(1.0, like)}
 
-    def gradient_directions(  # noqa: D102
-        self,
-        kind: DistKind,
-        f: Array,
-        z: Array,
-        logits: Array,
-        df_dz: Array,
-        learned: Mapping[str, Array],
-    ) -> Array:
-        alpha = learned.get("alpha", 1.0)
-        if kind is DistKind.CATEGORICAL:
-            return categorical_double_cv_directions(f, z, df_dz, logits, alpha)
-        return double_cv_directions(f, z, df_dz, logits, alpha)
+    def _params(self, logits: Array, learned: Mapping[str, Array]) -> Array | float:
+        return learned.get("alpha", 1.0)
 
 
 @dataclass(frozen=True, repr=True)
@@ -400,20 +405,14 @@ class RODEO(GradientInformed):
 
     name: ClassVar[str] = "rodeo"
 
+    _directions: ClassVar[Mapping[DistKind, Callable[..., Array]]] = {
+        DistKind.BERNOULLI: rodeo_directions,
+        DistKind.CATEGORICAL: categorical_rodeo_directions,
+    }
+
     def learned_init(self, like: Array) -> dict[str, Array]:  # noqa: D102
         params = rodeo_params(like)
         return {"alpha": params.alpha, "beta": params.beta}
 
-    def gradient_directions(  # noqa: D102
-        self,
-        kind: DistKind,
-        f: Array,
-        z: Array,
-        logits: Array,
-        df_dz: Array,
-        learned: Mapping[str, Array],
-    ) -> Array:
-        params = rodeo_params(logits)._replace(**learned)
-        if kind is DistKind.CATEGORICAL:
-            return categorical_rodeo_directions(f, z, df_dz, logits, params)
-        return rodeo_directions(f, z, df_dz, logits, params)
+    def _params(self, logits: Array, learned: Mapping[str, Array]) -> RodeoParams:
+        return rodeo_params(logits)._replace(**learned)
