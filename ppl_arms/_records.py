@@ -10,10 +10,12 @@ inside a ``vmap``) do not.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
+from ppl_arms._sites import SiteDistribution
 from ppl_arms._typing import Array
 from ppl_arms.core._ops import get_ops
 from ppl_arms.core.carriers import (
@@ -30,7 +32,7 @@ from ppl_arms.core.carriers import (
 from ppl_arms.core.estimators import DistKind, SiteEstimator
 from ppl_arms.core.surrogate import logit_score
 
-__all__ = ["Frame", "Latent", "SitePlan", "SiteRecord", "Traces"]
+__all__ = ["Frame", "Latent", "SiteGradient", "SitePlan", "SiteRecord", "Traces", "latent"]
 
 
 class Frame(NamedTuple):
@@ -128,6 +130,46 @@ class Latent:
             return tuple(get_ops(self.params).shape(self.params))
         shape = tuple(get_ops(self.value).shape(self.value))
         return shape[: len(shape) - self.plan.event_ndims]
+
+
+class SiteGradient(NamedTuple):
+    """What a site whose estimator reads ``df_dz`` gets besides its trace (see :class:`Latent`).
+
+    Attributes:
+        df_dz: ``[*coords(, K)]``, detached (Pyro: with the particle plate first; NumPyro: of one
+            particle, the particle ``vmap`` adds the axis).
+        learned: The estimator's learned params by leaf name (Pyro: expanded to ``[P, ...]``;
+            NumPyro: unbatched inside the ``vmap``, the carrier leaves it with a particle axis of
+            copies).
+    """
+
+    df_dz: Array
+    learned: Mapping[str, Array]
+
+
+def latent(
+    plan: SitePlan, info: SiteDistribution, value: Any, scale: Any, gradient: SiteGradient | None
+) -> Latent:
+    """The :class:`Latent` of a planned guide site, from what its host trace records.
+
+    Args:
+        plan: The site's plan.
+        info: Its unwrapped distribution.
+        value: Its sampled value (as the host's sampler returns it).
+        scale: Its scale (``None`` or the number 1 for none; else a number or array broadcastable
+            to its batch shape).
+        gradient: Its :class:`SiteGradient`, for an estimator that reads ``df_dz``.
+    """
+    value = info._plain(value)
+    params = info.unmasked_log_prob(value) if plan.kind is DistKind.OTHER else info.logits()
+    ops = get_ops(params)
+    if scale is None or (isinstance(scale, numbers.Number) and scale == 1.0):
+        scale = None
+    else:
+        scale = ops.const(scale, params) if isinstance(scale, numbers.Number) else scale
+        scale = ops.broadcast_to(ops.astype(scale, params), info.batch_shape)
+    df_dz, learned = (None, {}) if gradient is None else gradient
+    return Latent(plan, info.coordinates(value), params, info.mask, scale, df_dz, learned)
 
 
 @dataclass(frozen=True)

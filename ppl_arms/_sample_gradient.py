@@ -10,19 +10,21 @@ in the value, written here once on the unwrapped :class:`~ppl_arms._sites.SiteDi
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, MutableSet
+from collections.abc import Callable, Mapping, MutableSet
 from typing import Generic, NamedTuple, TypeVar
 
+from ppl_arms._records import SiteGradient, SitePlan
 from ppl_arms._sites import SiteDistribution
 from ppl_arms._typing import Array
 from ppl_arms.core._ops import get_ops
-from ppl_arms.core.estimators import DistKind
+from ppl_arms.core.estimators import DistKind, SiteEstimator
 
 __all__ = [
     "SampleGradients",
     "check_differentiable_kind",
     "linear_log_prob",
     "loss_gradients",
+    "site_gradients",
 ]
 
 A = TypeVar("A")
@@ -137,4 +139,41 @@ def loss_gradients(
                 )
             g = get_ops(g).zeros(get_ops(g).shape(g), g)
         out[name] = g
+    return out
+
+
+def site_gradients(
+    plans: Mapping[str, SitePlan],
+    sample: Callable[[dict[str, SiteEstimator]], SampleGradients],
+    warned: MutableSet[str],
+    one_hot_route: str,
+    learned: Callable[[str, SiteEstimator, str, Array, Array], Array],
+) -> dict[str, SiteGradient]:
+    r"""``df_dz`` and learned params of the sites whose estimator reads ``df_dz`` (else none).
+
+    Args:
+        plans: The coupling's site plans.
+        sample: The adapter's ``sample_gradients`` for the sites of the given estimators.
+        warned: The sites the loss has already warned about (see :func:`loss_gradients`).
+        one_hot_route: How the host's categorical sites give a float value, for the warning.
+        learned: ``learned(site, estimator, leaf, init, df_dz)``: the value of one learned
+            parameter (the host's parameter named by :func:`~ppl_arms.config.learned_name`, with
+            initial value ``init``, a scalar of ``df_dz``'s dtype).
+
+    Returns:
+        Per such site, its :class:`~ppl_arms._records.SiteGradient`.
+    """
+    estimators = {
+        name: plan.estimator for name, plan in plans.items() if plan.estimator.needs_sample_gradient
+    }
+    if not estimators:
+        return {}
+    names = {name: est.name for name, est in estimators.items()}
+    df_dz = loss_gradients(sample(estimators), names, warned, one_hot_route)
+    out = {}
+    for name, est in estimators.items():
+        g = df_dz[name]
+        init = est.learned_init(get_ops(g).zeros((), g))
+        values = {leaf: learned(name, est, leaf, value, g) for leaf, value in init.items()}
+        out[name] = SiteGradient(g, values)
     return out

@@ -52,6 +52,10 @@ class SiteDistribution:
         """The host's array inside ``x`` (adapters whose tensors carry wrappers override it)."""
         return x
 
+    def coordinates(self, value: Array) -> Array:
+        """Integer (or 0/1) coordinates of a value: the value (a host with one-hot values overrides)."""
+        return value
+
     def logits(self) -> Array:
         """Differentiable logits broadcast to ``coord_shape`` (``+ (K,)`` for categorical)."""
         logits = self._plain(self.base.logits)

@@ -11,26 +11,24 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from numpyro.handlers import replay, seed, substitute, trace
 from numpyro.infer.util import _without_rsample_stop_gradient
 from numpyro.util import check_model_guide_match
 
 from ppl_arms._checks import check_guide_covers_model, check_log_densities
-from ppl_arms._records import Frame, Latent, SiteRecord, Traces
+from ppl_arms._records import Frame, SiteGradient, SiteRecord, Traces
+from ppl_arms._records import latent as _latent
 from ppl_arms.core import carriers
-from ppl_arms.core.estimators import DistKind
 from ppl_arms.numpyro._shapes import check_plate_dims
 from ppl_arms.numpyro.coupling import Coupling
 
 __all__ = [
     "ParticleOutputs",
     "ParticleTraces",
-    "SiteGradient",
     "check_finite",
     "normalise",
     "particle_traces",
@@ -118,30 +116,6 @@ def _frames(site: dict[str, Any], tr: dict[str, Any]) -> frozenset[Frame]:
     )
 
 
-class SiteGradient(NamedTuple):
-    """What a site whose estimator reads ``df_dz`` gets besides its trace (one particle).
-
-    Attributes:
-        df_dz: ``[*coords(, K)]`` (the particle ``vmap`` adds the particle axis).
-        learned: The estimator's learned params by leaf name (unbatched inside the ``vmap``; the
-            carrier leaves it with a particle axis of copies).
-    """
-
-    df_dz: jax.Array
-    learned: Mapping[str, jax.Array]
-
-
-def _latent(site: dict[str, Any], coupling: Coupling, gradient: SiteGradient | None) -> Latent:
-    name, value = site["name"], site["value"]
-    plan, info = coupling.plans[name], coupling.distributions[name]
-    params = info.unmasked_log_prob(value) if plan.kind is DistKind.OTHER else info.logits()
-    scale = site["scale"]
-    if scale is not None:
-        scale = jnp.broadcast_to(jnp.asarray(scale, params.dtype), info.batch_shape)
-    df_dz, learned = (None, {}) if gradient is None else gradient
-    return Latent(plan, value, params, info.mask, scale, df_dz, learned)
-
-
 def _records(
     tr: dict[str, Any],
     deps: Mapping[str, frozenset[str]],
@@ -155,7 +129,13 @@ def _records(
             _frames(site, tr),
             frozenset(deps.get(name, ())),
             (
-                _latent(site, coupling, gradients.get(name))
+                _latent(
+                    coupling.plans[name],
+                    coupling.distributions[name],
+                    site["value"],
+                    site["scale"],
+                    gradients.get(name),
+                )
                 if coupling and name in coupling.plans
                 else None
             ),

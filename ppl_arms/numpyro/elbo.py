@@ -16,16 +16,16 @@ from numpyro.infer.elbo import get_nonreparam_deps
 from ppl_arms._checks import check_signal_shape, log_density_labels, log_density_sums
 from ppl_arms._loss_docs import elbo_doc
 from ppl_arms._objectives import elbo_value, graph_signals, trace_signals
-from ppl_arms._records import Traces
-from ppl_arms._sample_gradient import loss_gradients
+from ppl_arms._records import SiteGradient, Traces
+from ppl_arms._sample_gradient import SampleGradients, site_gradients
 from ppl_arms._validation import check_vectorized
 from ppl_arms.config import EstimatorConfig, learned_name
 from ppl_arms.core.assembly import elbo_surrogate
 from ppl_arms.core.carriers import Coupled
+from ppl_arms.core.estimators import SiteEstimator
 from ppl_arms.numpyro._trace import (
     ParticleOutputs,
     ParticleTraces,
-    SiteGradient,
     check_finite,
     normalise,
     particle_traces,
@@ -150,52 +150,44 @@ class _CoupledELBO(_ParticleLoss):
         return None
 
     def _site_gradients(self, traces: ParticleTraces, programs: tuple) -> dict[str, SiteGradient]:
-        """``df_dz`` and learned params of the sites whose estimator reads ``df_dz`` (else none).
+        """:func:`~ppl_arms._sample_gradient.site_gradients`, inside the particle ``vmap``.
 
-        Runs inside the particle ``vmap`` (traced once under ``jit``): the non-differentiable
-        sites' warning and the missing-parameter warning are issued at trace time, once per site.
-        The learned leaves are read from ``param_map`` under :func:`~ppl_arms.config.learned_name`
-        (declared in the guide by :func:`~ppl_arms.numpyro.config_estimator` or
-        :func:`ppl_arms.numpyro.learned.learned_params`), else their initial values.
+        Traced once under ``jit``: the non-differentiable sites' warning and the missing-parameter
+        warning are issued at trace time, once per site. The learned leaves are read from
+        ``param_map`` under :func:`~ppl_arms.config.learned_name` (declared in the guide by
+        :func:`~ppl_arms.numpyro.config_estimator` or :func:`ppl_arms.numpyro.learned_params`),
+        else their initial values.
         """
-        estimators = {
-            name: plan.estimator
-            for name, plan in traces.coupling.plans.items()
-            if plan.estimator.needs_sample_gradient
-        }
-        if not estimators:
-            return {}
         model, guide, param_map, args, kwargs = programs
-        grads = sample_gradients(
-            model, guide, args, kwargs, traces.guide_trace, estimators, param_map=param_map
-        )
-        warned = self.__dict__.setdefault("_warned_sites", set())
         undeclared = self.__dict__.setdefault("_warned_learned", set())
-        names = {name: est.name for name, est in estimators.items()}
+
+        def sample(sites: dict) -> SampleGradients:
+            guide_trace = traces.guide_trace
+            return sample_gradients(
+                model, guide, args, kwargs, guide_trace, sites, param_map=param_map
+            )
+
+        def learned(site: str, est: SiteEstimator, leaf: str, init: Any, g: Any) -> jax.Array:
+            key = learned_name(est.name, site, leaf)
+            if key not in param_map and site not in undeclared:
+                undeclared.add(site)
+                warnings.warn(
+                    f"site '{site}': the learned parameters of estimator '{est.name}' (e.g. "
+                    f"'{key}') are not among SVI's params, so they keep their initial values "
+                    "(the estimate stays unbiased; its variance is not trained). Wrap the "
+                    f"guide with config_estimator(guide, '{est.name}') or declare them in it "
+                    f"with ppl_arms.numpyro.learned.learned_params('{site}', '{est.name}').",
+                    UserWarning,
+                    stacklevel=2,
+                )
+            return param_map.get(key, init)
+
+        warned = self.__dict__.setdefault("_warned_sites", set())
         route = (
             "sample an integer Categorical and consume the deterministic site "
             f"'{one_hot_site_name('<site>')}' = jax.nn.one_hot(value, K) in the model"
         )
-        df_dz = loss_gradients(grads, names, warned, route)
-        out = {}
-        for name, est in estimators.items():
-            learned = {}
-            for leaf, init in est.learned_init(jnp.zeros((), df_dz[name].dtype)).items():
-                key = learned_name(est.name, name, leaf)
-                if key not in param_map and name not in undeclared:
-                    undeclared.add(name)
-                    warnings.warn(
-                        f"site '{name}': the learned parameters of estimator '{est.name}' (e.g. "
-                        f"'{key}') are not among SVI's params, so they keep their initial values "
-                        "(the estimate stays unbiased; its variance is not trained). Wrap the "
-                        f"guide with config_estimator(guide, '{est.name}') or declare them in it "
-                        f"with ppl_arms.numpyro.learned.learned_params('{name}', '{est.name}').",
-                        UserWarning,
-                        stacklevel=2,
-                    )
-                learned[leaf] = param_map.get(key, init)
-            out[name] = SiteGradient(df_dz[name], learned)
-        return out
+        return site_gradients(traces.coupling.plans, sample, warned, route, learned)
 
     def _particle(
         self, traces: ParticleTraces, programs: tuple

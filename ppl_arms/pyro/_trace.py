@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 from pyro.ops.provenance import detach_provenance, get_provenance
@@ -13,23 +12,11 @@ from pyro.poutine.util import site_is_subsample
 from pyro.util import ignore_jit_warnings
 
 from ppl_arms._checks import check_log_densities, log_density_labels, log_density_sums
-from ppl_arms._records import Frame, Latent, SiteRecord, Traces
-from ppl_arms.core.estimators import DistKind
+from ppl_arms._records import Frame, SiteGradient, SiteRecord, Traces
+from ppl_arms._records import latent as _latent
 from ppl_arms.pyro.coupling import Coupling
 
-__all__ = ["SiteGradient", "check_finite", "model_latents", "normalise"]
-
-
-class SiteGradient(NamedTuple):
-    """What a site whose estimator reads ``df_dz`` gets besides its trace (see :class:`Latent`).
-
-    Attributes:
-        df_dz: ``[P, *coords(, K)]``, detached.
-        learned: The estimator's learned params by leaf name, expanded to ``[P, ...]``.
-    """
-
-    df_dz: torch.Tensor
-    learned: Mapping[str, torch.Tensor]
+__all__ = ["check_finite", "model_latents", "normalise"]
 
 
 def model_latents(model_trace: Trace) -> dict[str, bool]:
@@ -50,21 +37,6 @@ def _frames(site: dict[str, Any]) -> frozenset[Frame]:
         )
 
 
-def _latent(site: dict[str, Any], coupling: Coupling, gradient: SiteGradient | None) -> Latent:
-    name = site["name"]
-    plan, info = coupling.plans[name], coupling.distributions[name]
-    value = detach_provenance(site["value"])
-    params = info.unmasked_log_prob(value) if plan.kind is DistKind.OTHER else info.logits()
-    scale = site["scale"]
-    if isinstance(scale, numbers.Number) and scale == 1.0:
-        scale = None
-    else:
-        scale = torch.as_tensor(scale, dtype=params.dtype).expand(info.fn.batch_shape)
-    params = detach_provenance(params)
-    df_dz, learned = (None, {}) if gradient is None else gradient
-    return Latent(plan, info.coordinates(value), params, info.mask, scale, df_dz, learned)
-
-
 def _records(
     tr: Trace,
     coupling: Coupling | None,
@@ -78,7 +50,8 @@ def _records(
         upstream = frozenset(get_provenance(site["log_prob_sum"])) if provenance else frozenset()
         latent = None
         if coupling and name in coupling.plans:
-            latent = _latent(site, coupling, gradients.get(name))
+            plan, info = coupling.plans[name], coupling.distributions[name]
+            latent = _latent(plan, info, site["value"], site["scale"], gradients.get(name))
         lp = detach_provenance(site["log_prob"])
         records.append(SiteRecord(name, lp, _frames(site), upstream, latent))
     return tuple(records)

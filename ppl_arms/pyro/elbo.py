@@ -20,13 +20,14 @@ from pyro.util import check_model_guide_match, check_site_shape, warn_if_nan
 from ppl_arms._checks import check_guide_covers_model, check_signal_shape
 from ppl_arms._loss_docs import elbo_doc
 from ppl_arms._objectives import elbo_value, graph_signals, trace_signals
-from ppl_arms._records import Traces
-from ppl_arms._sample_gradient import loss_gradients
+from ppl_arms._records import SiteGradient, Traces
+from ppl_arms._sample_gradient import SampleGradients, site_gradients
 from ppl_arms._validation import check_vectorized
 from ppl_arms.config import EstimatorConfig, learned_name
 from ppl_arms.core.assembly import elbo_surrogate
+from ppl_arms.core.estimators import SiteEstimator
 from ppl_arms.pyro._sites import broadcast_base
-from ppl_arms.pyro._trace import SiteGradient, check_finite, model_latents, normalise
+from ppl_arms.pyro._trace import check_finite, model_latents, normalise
 from ppl_arms.pyro.coupling import Coupling
 from ppl_arms.pyro.sample_gradient import sample_gradients
 
@@ -107,44 +108,27 @@ class _CoupledELBO(ELBO):
         return model_trace, guide_trace
 
     def _site_gradients(
-        self,
-        model: Callable,
-        guide: Callable,
-        args: tuple,
-        kwargs: dict,
-        traces: tuple[Trace, Trace],
-        coupling: Coupling,
+        self, programs: tuple, traces: tuple[Trace, Trace], coupling: Coupling
     ) -> dict[str, SiteGradient]:
-        r"""``df_dz`` and learned params of the sites whose estimator reads ``df_dz`` (else none).
+        r""":func:`~ppl_arms._sample_gradient.site_gradients`, from the unpruned particle traces.
 
-        ``traces`` are the particle run's model and guide traces before pruning (their subsample
-        sites fix the plates' indices in the replay). The learned leaves are ``pyro.param``\ s
-        named by :func:`~ppl_arms.config.learned_name`, so ``SVI`` trains them.
+        ``programs`` are the vectorised model, guide, args and kwargs; ``traces`` the particle
+        run's model and guide traces before pruning (their subsample sites fix the plates' indices
+        in the replay). The learned leaves are ``pyro.param``\ s named by
+        :func:`~ppl_arms.config.learned_name`, so ``SVI`` trains them.
         """
-        estimators = {
-            name: plan.estimator
-            for name, plan in coupling.plans.items()
-            if plan.estimator.needs_sample_gradient
-        }
-        if not estimators:
-            return {}
+        model, guide, args, kwargs = programs
         model_trace, guide_trace = traces
-        grads = sample_gradients(model, guide, args, kwargs, guide_trace, estimators, model_trace)
+
+        def sample(sites: dict) -> SampleGradients:
+            return sample_gradients(model, guide, args, kwargs, guide_trace, sites, model_trace)
+
+        def learned(site: str, est: SiteEstimator, leaf: str, init: Any, g: Any) -> torch.Tensor:
+            v = pyro.param(learned_name(est.name, site, leaf), init)
+            return v.expand(g.shape[0], *v.shape)
+
         warned = self.__dict__.setdefault("_warned_sites", set())
-        names = {name: est.name for name, est in estimators.items()}
-        df_dz = loss_gradients(grads, names, warned, "use OneHotCategorical")
-        out = {}
-        for name, est in estimators.items():
-            like = df_dz[name]
-            learned = {
-                leaf: pyro.param(learned_name(est.name, name, leaf), init)
-                for leaf, init in est.learned_init(like.new_zeros(())).items()
-            }
-            p = like.shape[0]
-            out[name] = SiteGradient(
-                df_dz[name], {k: v.expand(p, *v.shape) for k, v in learned.items()}
-            )
-        return out
+        return site_gradients(coupling.plans, sample, warned, "use OneHotCategorical", learned)
 
     def _coupled_traces(
         self,
@@ -170,7 +154,8 @@ class _CoupledELBO(ELBO):
         gradients = {}
         if sample_gradient:
             unpruned = (model_trace, guide_trace)
-            gradients = self._site_gradients(model, guide, args, kwargs, unpruned, coupling)
+            programs = (model, guide, args, kwargs)
+            gradients = self._site_gradients(programs, unpruned, coupling)
         guide_trace = prune_subsample_sites(guide_trace)
         model_trace = prune_subsample_sites(model_trace)
         model_trace.compute_log_prob()
