@@ -21,6 +21,7 @@ __all__ = [
     "elbo_args",
     "elbo_doc",
     "elbo_summary",
+    "graph_doc",
     "iwae_doc",
 ]
 
@@ -129,6 +130,21 @@ def elbo_doc(trace_elbo: str, config_estimator: str) -> Callable[[_T], _T]:
         SUMMARY=elbo_summary(trace_elbo),
         ARGS=elbo_args(config_estimator),
         REFERENCES=ARMS_REFERENCES,
+    )
+
+
+def graph_doc(provenance: str) -> Callable[[_T], _T]:
+    """Fill ``TraceGraphARMS_ELBO``'s ``{SUMMARY}`` line.
+
+    Args:
+        provenance: How the host finds the terms that depend on a site (a cross-reference).
+    """
+    return fill_doc(
+        SUMMARY=f"""
+        Each discrete site's learning signal is only its *downstream* cost: the model and guide
+        terms whose value depends on the site (found by {provenance}), summed to the site's
+        plates. Upstream and unrelated terms, pure noise for this site, are left out.
+        """
     )
 
 

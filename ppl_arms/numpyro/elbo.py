@@ -13,14 +13,14 @@ from jax import random
 from numpyro.infer import ELBO
 from numpyro.infer.elbo import get_nonreparam_deps
 
-from ppl_arms._checks import check_signal_shape, log_density_labels, log_density_sums
-from ppl_arms._loss_docs import elbo_doc
+from ppl_arms._checks import log_density_labels, log_density_sums
+from ppl_arms._loss_docs import elbo_doc, graph_doc
+from ppl_arms._losses import EstimatorLoss, SignalLoss
 from ppl_arms._objectives import elbo_value, graph_signals, trace_signals
-from ppl_arms._records import SiteGradient, Traces
+from ppl_arms._records import SiteGradient
 from ppl_arms._sample_gradient import SampleGradients, site_gradients
 from ppl_arms._validation import check_vectorized
 from ppl_arms.config import EstimatorConfig, learned_name
-from ppl_arms.core.assembly import elbo_surrogate
 from ppl_arms.core.carriers import Coupled
 from ppl_arms.core.estimators import SiteEstimator
 from ppl_arms.numpyro._trace import (
@@ -49,7 +49,7 @@ def _shard_particles(keys: jax.Array, sharding: jax.sharding.Sharding | None) ->
     return jax.lax.with_sharding_constraint(keys, sharding)
 
 
-class _ParticleLoss(ELBO, ABC):
+class _ParticleLoss(EstimatorLoss, ELBO, ABC):
     """Shared machinery: plate seeding, the coupled particle ``vmap`` and the entry points.
 
     Each particle returns :class:`~ppl_arms.numpyro._trace.ParticleOutputs` (batched along the
@@ -119,11 +119,8 @@ class _ParticleLoss(ELBO, ABC):
         return {"loss": self._surrogate(out, coupled), "mutable_state": out.first_mutable()}
 
 
-class _CoupledELBO(_ParticleLoss):
+class _CoupledELBO(SignalLoss, _ParticleLoss):
     """The ELBO losses: learning signals per particle, chosen by the subclass (Trace or Graph)."""
-
-    _signals: Callable[[Traces], dict[str, jax.Array]]
-    """Per estimated site, the learning signal of each particle, summed to the site's plates."""
 
     def __init__(
         self,
@@ -138,13 +135,6 @@ class _CoupledELBO(_ParticleLoss):
         self.config = EstimatorConfig(estimator, copula, categorical_coupling, num_particles)
         self.particle_sharding = particle_sharding
         super().__init__(num_particles=num_particles, vectorize_particles=True)
-
-    def __repr__(self) -> str:
-        c = self.config
-        return (
-            f"{type(self).__name__}(num_particles={self.num_particles}, estimator={c.estimator!r}, "
-            f"copula={c.copula!r}, categorical_coupling={c.categorical_coupling!r})"
-        )
 
     def _provenance(self, traces: ParticleTraces, programs: tuple) -> tuple | None:
         return None
@@ -194,13 +184,10 @@ class _CoupledELBO(_ParticleLoss):
     ) -> tuple[ParticleOutputs, tuple[Coupled, ...]]:
         gradients = self._site_gradients(traces, programs)
         records = normalise(traces, self._provenance(traces, programs), gradients)
-        signals = self._signals(records)
-        for site in records.latents:
-            check_signal_shape(site.name, jnp.shape(signals[site.name]), site.latent.batch_shape)
         out = ParticleOutputs(
             elbo_value(records, jnp.zeros(())),
             tuple(s.latent.score_carrier() for s in records.latents),
-            tuple(signals[s.name] for s in records.latents),
+            self._site_signals(records),
             traces.mutable_state(),
             log_density_sums(records),
             log_density_labels(records),
@@ -208,8 +195,8 @@ class _CoupledELBO(_ParticleLoss):
         return out, tuple(traces.coupling.coupled(s.name) for s in records.latents)
 
     def _surrogate(self, out: ParticleOutputs, coupled: tuple[Coupled, ...]) -> jax.Array:
-        sites = list(zip(out.carriers, out.signals, coupled, strict=True))
-        return -elbo_surrogate(jnp.mean(out.objective), sites)
+        sites = zip(out.carriers, out.signals, coupled, strict=True)
+        return self._elbo_surrogate(jnp.mean(out.objective), tuple(sites))
 
 
 @elbo_doc(":class:`~numpyro.infer.Trace_ELBO`", "ppl_arms.numpyro.config_estimator")
@@ -245,14 +232,14 @@ class TraceARMS_ELBO(_CoupledELBO):
     _signals = staticmethod(trace_signals)
 
 
+@graph_doc("NumPyro's provenance tracking, :func:`numpyro.infer.elbo.get_nonreparam_deps`")
 class TraceGraphARMS_ELBO(_CoupledELBO):
     r"""Like :class:`TraceARMS_ELBO`, with dependency-graph Rao-Blackwellised learning signals.
 
-    Each discrete site's learning signal is only its *downstream* cost: the model and guide terms
-    whose value depends on the site (found by NumPyro's provenance tracking,
-    :func:`numpyro.infer.elbo.get_nonreparam_deps`), summed to the site's plates. Upstream and
-    unrelated terms, pure noise for this site, are left out. Unlike NumPyro's
-    :class:`~numpyro.infer.TraceGraph_ELBO`, the score term is not scaled again under subsampling.
+    {SUMMARY}
+
+    Unlike NumPyro's :class:`~numpyro.infer.TraceGraph_ELBO`, the score term is not scaled again
+    under subsampling.
 
     Args are those of :class:`TraceARMS_ELBO`.
     """

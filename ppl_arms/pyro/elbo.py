@@ -17,14 +17,14 @@ from pyro.poutine.trace_struct import Trace
 from pyro.poutine.util import prune_subsample_sites
 from pyro.util import check_model_guide_match, check_site_shape, warn_if_nan
 
-from ppl_arms._checks import check_guide_covers_model, check_signal_shape
-from ppl_arms._loss_docs import elbo_doc
+from ppl_arms._checks import check_guide_covers_model
+from ppl_arms._loss_docs import elbo_doc, graph_doc
+from ppl_arms._losses import EstimatorLoss, SignalLoss
 from ppl_arms._objectives import elbo_value, graph_signals, trace_signals
 from ppl_arms._records import SiteGradient, Traces
 from ppl_arms._sample_gradient import SampleGradients, site_gradients
 from ppl_arms._validation import check_vectorized
 from ppl_arms.config import EstimatorConfig, learned_name
-from ppl_arms.core.assembly import elbo_surrogate
 from ppl_arms.core.estimators import SiteEstimator
 from ppl_arms.pyro._sites import broadcast_base
 from ppl_arms.pyro._trace import check_finite, model_latents, normalise
@@ -49,7 +49,7 @@ def _explain_plate_collisions(max_plate_nesting: float) -> Iterator[None]:
         ) from e
 
 
-class _CoupledELBO(ELBO):
+class _CoupledELBO(EstimatorLoss, ELBO):
     """Shared machinery: vectorised particles, the coupled traces, and the three entry points."""
 
     _track_provenance = False
@@ -84,13 +84,6 @@ class _CoupledELBO(ELBO):
     def _coupling(self) -> Coupling:
         n = self.num_particles
         return Coupling(self.config, first=0, num_coupled=n, num_particles=n)
-
-    def __repr__(self) -> str:
-        c = self.config
-        return (
-            f"{type(self).__name__}(num_particles={self.num_particles}, estimator={c.estimator!r}, "
-            f"copula={c.copula!r}, categorical_coupling={c.categorical_coupling!r})"
-        )
 
     # -- traces ------------------------------------------------------------------------------
 
@@ -215,25 +208,17 @@ class _CoupledELBO(ELBO):
         return torch_item(loss)
 
 
-class _SignalELBO(_CoupledELBO):
+class _SignalELBO(SignalLoss, _CoupledELBO):
     """An ELBO whose discrete sites' learning signals are chosen by the subclass (Trace or Graph)."""
 
-    _signals: Callable[[Traces], dict[str, torch.Tensor]]
-    """Per estimated site, the learning signal of each particle, summed to the site's plates."""
-
     def _loss(self, traces: Traces, coupling: Coupling) -> torch.Tensor:
-        signals = self._signals(traces)
+        signals = self._site_signals(traces)
         sites = []
-        for site in traces.latents:
-            signal = signals[site.name]
-            check_signal_shape(site.name, tuple(signal.shape), site.latent.batch_shape)
-            params = site.latent.params
-            carrier = site.latent.elbo_carrier(
-                None if site.name in coupling.shared else broadcast_base(params)
-            )
-            sites.append((carrier, signal, coupling.coupled(site.name)))
+        for site, signal in zip(traces.latents, signals, strict=True):
+            base = None if site.name in coupling.shared else broadcast_base(site.latent.params)
+            sites.append((site.latent.elbo_carrier(base), signal, coupling.coupled(site.name)))
         elbo = elbo_value(traces, torch.zeros(()))
-        return -elbo_surrogate(elbo / self.num_particles, sites)
+        return self._elbo_surrogate(elbo / self.num_particles, sites)
 
 
 @elbo_doc(":class:`~pyro.infer.Trace_ELBO`", "ppl_arms.pyro.config_estimator")
@@ -269,14 +254,14 @@ class TraceARMS_ELBO(_SignalELBO):
     _signals = staticmethod(trace_signals)
 
 
+@graph_doc("Pyro's provenance tracking, :class:`~pyro.infer.tracegraph_elbo.TrackNonReparam`")
 class TraceGraphARMS_ELBO(_SignalELBO):
     r"""Like :class:`TraceARMS_ELBO`, with dependency-graph Rao-Blackwellised learning signals.
 
-    Each discrete site's learning signal is only its *downstream* cost: the model and guide terms
-    whose value depends on the site, found by Pyro's provenance tracking
-    (:class:`~pyro.infer.tracegraph_elbo.TrackNonReparam`), summed to the site's plates. Unlike
-    Pyro's :class:`~pyro.infer.TraceGraph_ELBO` it needs no baselines (the other particles are the
-    baseline) and it implements ``differentiable_loss``.
+    {SUMMARY}
+
+    Unlike Pyro's :class:`~pyro.infer.TraceGraph_ELBO` it needs no baselines (the other particles
+    are the baseline) and it implements ``differentiable_loss``.
 
     Args are those of :class:`TraceARMS_ELBO`.
     """

@@ -7,12 +7,9 @@ from collections.abc import Sequence
 import torch
 
 from ppl_arms._loss_docs import iwae_doc
-from ppl_arms._objectives import bound_frames, log_weights
+from ppl_arms._losses import BoundLoss
 from ppl_arms._records import Traces
-from ppl_arms._validation import iwae_config
 from ppl_arms.config import EstimatorConfig
-from ppl_arms.core.assembly import iwae_surrogate
-from ppl_arms.core.iwae_hybrid import hybrid_surrogate
 from ppl_arms.pyro.coupling import PARTICLE_PLATE, Coupling
 from ppl_arms.pyro.elbo import _CoupledELBO
 
@@ -20,7 +17,7 @@ __all__ = ["TraceARMS_IWAE"]
 
 
 @iwae_doc
-class TraceARMS_IWAE(_CoupledELBO):
+class TraceARMS_IWAE(BoundLoss, _CoupledELBO):
     r"""The multi-sample bound :math:`\log\frac1n\sum_i w_i` with unbiased discrete gradients.
 
     {SUMMARY}
@@ -50,7 +47,6 @@ class TraceARMS_IWAE(_CoupledELBO):
         vectorize_particles: bool = True,
         retain_graph: bool | None = None,
     ) -> None:
-        self.estimator = estimator
         self.bound_plates = None if bound_plates is None else tuple(bound_plates)
         super().__init__(
             num_particles,
@@ -63,9 +59,7 @@ class TraceARMS_IWAE(_CoupledELBO):
         )
 
     def _make_config(self, n: int, estimator: str, copula: str, coupling: str) -> EstimatorConfig:
-        self.spec, config = iwae_config(n, estimator, copula, coupling)
-        self.spec.check(n, estimator)
-        return config
+        return self._bound_config(n, estimator, copula, coupling)
 
     def _plate_size(self, num_particles: int) -> int:  # type: ignore[override]
         return num_particles * self.spec.num_sets
@@ -81,19 +75,9 @@ class TraceARMS_IWAE(_CoupledELBO):
             vimco=self.spec.vimco,
         )
 
-    def __repr__(self) -> str:
-        return (
-            f"TraceARMS_IWAE(num_particles={self.num_particles}, estimator={self.estimator!r}, "
-            f"copula={self.config.copula!r}, bound_plates={self.bound_plates!r})"
-        )
-
     def _loss(self, traces: Traces, coupling: Coupling) -> torch.Tensor:
-        frames, scale = bound_frames(traces.model, self.bound_plates, always=(PARTICLE_PLATE,))
-        log_weight = log_weights(traces, frames, scale)  # [2n or n, ...common plate dims]
+        log_weight, _, scale = self._bound(traces, always=(PARTICLE_PLATE,))  # [2n or n, ...]
         if log_weight is None:
             return torch.zeros(())  # no sample sites at all: the bound is log 1 = 0
         sites = [(s.latent.bound_carrier(), coupling.coupled(s.name)) for s in traces.latents]
-        if self.spec.hybrid_coupled:
-            return -hybrid_surrogate(log_weight, self.spec.hybrid_coupled, scale, sites)
-        n = self.num_particles
-        return -iwae_surrogate(log_weight, n, scale, sites, vimco=self.spec.vimco)
+        return self._bound_surrogate(log_weight, scale, sites)
