@@ -10,11 +10,11 @@ of one particle inside its ``vmap``) to :meth:`SignalLoss._site_signals` or
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from ppl_arms._checks import check_signal_shape
-from ppl_arms._objectives import bound_frames, log_weights
+from ppl_arms._objectives import bound_frames, graph_signals, log_weights, trace_signals
 from ppl_arms._records import Frame, Traces
 from ppl_arms._typing import Array
 from ppl_arms._validation import iwae_config
@@ -41,14 +41,16 @@ class EstimatorLoss:
 
 
 class SignalLoss(EstimatorLoss):
-    """An ELBO loss whose learning signals are chosen by the subclass (Trace or TraceGraph)."""
+    """An ELBO loss: per-particle learning signals of the Trace or the TraceGraph form."""
 
-    _signals: Callable[[Traces], dict[str, Array]]
-    """Per estimated site, the learning signal of each particle, summed to the site's plates."""
+    _track_provenance = False
+    """The TraceGraph form: the host records which guide sites each log-density depends on, and
+    a site's signal is only its downstream terms (:func:`~ppl_arms._objectives.graph_signals`);
+    else every term (:func:`~ppl_arms._objectives.trace_signals`)."""
 
     def _site_signals(self, traces: Traces) -> tuple[Array, ...]:
         """The estimated sites' learning signals, in trace order, each checked against its site."""
-        signals = self._signals(traces)
+        signals = graph_signals(traces) if self._track_provenance else trace_signals(traces)
         for site in traces.latents:
             shape = tuple(get_ops(signals[site.name]).shape(signals[site.name]))
             check_signal_shape(site.name, shape, site.latent.batch_shape)

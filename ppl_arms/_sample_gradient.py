@@ -1,17 +1,43 @@
-r"""What both adapters' ``sample_gradients`` share: the result type and the sites' own terms.
+r"""The gradient of the learning signal with respect to a discrete site's sampled value.
 
-The gradient-informed estimators (:mod:`ppl_arms.core.double_cv`, :mod:`ppl_arms.core.rodeo`) need
-:math:`\partial f/\partial z` per particle. Each adapter replays its host's programs with the
-chosen sites' values as floats and differentiates the learning signal (``sample_gradient.py`` in
-each adapter); a site's *own* log-densities enter through :func:`linear_log_prob`, their linear form
-in the value, written here once on the unwrapped :class:`~ppl_arms._sites.SiteDistribution`.
+The gradient-informed estimators (:mod:`ppl_arms.core.double_cv`, :mod:`ppl_arms.core.rodeo`)
+take, per particle, :math:`g=\partial f/\partial z` at the sampled value :math:`z`, evaluated as a
+float. Each adapter's ``sample_gradients`` (``sample_gradient.py``) replays its host's guide with
+the chosen sites' values as float leaves, replays the model against it, and differentiates
+
+.. math::
+    f(z)=\sum_{\text{model sites }t}\mathrm{scale}_t\,\mathrm{mask}_t\log p_t
+    -\sum_{\text{guide sites }t}\mathrm{scale}_t\,\mathrm{mask}_t\log q_t
+
+(every site's ``log_prob``, masked and times its scale: exactly the terms of the losses' learning
+signals), holding every other sampled value at its recorded value (:func:`split_signal`).
+
+**Trace and TraceGraph forms give the same gradient.** A term whose value does not depend on the
+site has a zero gradient with respect to it, so the downstream cost of the TraceGraph form (the
+terms that depend on the site) and the full sum of the Trace form differ by terms with zero
+gradient. Per plate element the same holds as long as the program respects its plates (the term
+of element :math:`b'` does not use the value of element :math:`b\ne b'`; the losses' per-element
+signals already rely on that): :math:`\partial f_b/\partial z_b=\partial f/\partial z_b`.
+
+**The site's own terms.** A site's own log-densities enter through :func:`linear_log_prob`, their
+linear form in the value: for a Bernoulli site, :math:`\log\mathrm{Bern}(z;\ell)=z\ell-
+\mathrm{softplus}(\ell)` contributes :math:`\ell_p-\ell_q` (prior minus guide logit); for a
+categorical site at a one-hot :math:`v`, :math:`\langle v,\log p\rangle` (the hosts' one-hot
+``log_prob`` takes an ``argmax`` and has no gradient) contributes :math:`\log p-\log q`.
+
+**Non-differentiable programs.** Where the program uses the value only through indexing,
+comparisons or integer operations (``mu[z]``, ``where(z == 1, a, b)``) the rest of ``f`` has no
+gradient path; such sites are reported in :attr:`SampleGradients.nondifferentiable` and their
+gradient is the own terms only (exact for the part of ``f`` that is linear in the value; the
+estimators stay unbiased for any gradient). The losses then give the estimator zeros there
+(:func:`loss_gradients`, LOORF exactly) and warn once per site.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Mapping, MutableSet
-from typing import Generic, NamedTuple, TypeVar
+from collections.abc import Callable, Iterable, Mapping, MutableSet
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from ppl_arms._records import SiteGradient, SitePlan
 from ppl_arms._sites import SiteDistribution
@@ -20,11 +46,14 @@ from ppl_arms.core._ops import get_ops
 from ppl_arms.core.estimators import DistKind, SiteEstimator
 
 __all__ = [
+    "SAMPLE_GRADIENTS_DOC",
     "SampleGradients",
     "check_differentiable_kind",
+    "latent_sites",
     "linear_log_prob",
     "loss_gradients",
     "site_gradients",
+    "split_signal",
 ]
 
 A = TypeVar("A")
@@ -45,6 +74,79 @@ class SampleGradients(NamedTuple, Generic[A]):
 
     df_dz: dict[str, A]
     nondifferentiable: frozenset[str]
+
+
+SAMPLE_GRADIENTS_DOC = r"""
+.. math::
+    g=\frac{\partial}{\partial z}\Big(\sum_t\mathrm{scale}_t\mathrm{mask}_t\log p_t
+    -\sum_t\mathrm{scale}_t\mathrm{mask}_t\log q_t\Big)\Big|_{z},
+
+with every other sampled value held at its recorded value; this is the ``df_dz`` of the Trace
+form's signals and of the TraceGraph form's downstream costs alike
+(:mod:`ppl_arms._sample_gradient`).
+"""
+"""The formula of both adapters' ``sample_gradients`` (their ``{FORMULA}`` line)."""
+
+
+def latent_sites(
+    sites: Iterable[str],
+    trace: Mapping[str, dict[str, Any]],
+    unwrap: Callable[[Any], SiteDistribution],
+    categorical: str,
+) -> dict[str, SiteDistribution]:
+    """The chosen sites of a guide trace, unwrapped, in order and without repeats.
+
+    Args:
+        sites: Names of discrete guide sites.
+        trace: The guide trace's sites by name.
+        unwrap: The adapter's ``unwrap``.
+        categorical: How the host handles categorical sites (for the message).
+
+    Raises:
+        ValueError: Naming the site, if it is not a latent sample site of ``trace`` or its
+            distribution is neither Bernoulli nor categorical.
+    """
+    infos = {}
+    for name in dict.fromkeys(sites):
+        site = trace.get(name)
+        if site is None or site["type"] != "sample" or site["is_observed"]:
+            raise ValueError(f"site '{name}' is not a latent sample site of the guide trace")
+        infos[name] = unwrap(site["fn"])
+        check_differentiable_kind(name, infos[name], categorical)
+    return infos
+
+
+def split_signal(
+    programs: Iterable[tuple[float, Iterable[tuple[str, dict[str, Any]]]]],
+    leaves: Mapping[str, Array],
+    log_prob: Callable[[dict[str, Any], Array], Array],
+    linear: Callable[[dict[str, Any], str], Array],
+    zero: Array,
+) -> tuple[Array, dict[str, Array]]:
+    """The learning signal with the chosen sites' values held fixed, and their own terms.
+
+    Args:
+        programs: ``(sign, sites)``: ``+1`` with the replayed model's sample sites, ``-1`` with
+            the replayed guide's, each as ``(name, site)``.
+        leaves: The float leaves of the chosen sites, by name.
+        log_prob: A site's summed, scaled and masked log-density at a value.
+        linear: A chosen site's summed, scaled and masked :func:`linear_log_prob` at its leaf.
+        zero: A zero scalar of the host.
+
+    Returns:
+        The rest of the signal (the chosen sites' values detached in their own log-densities, so
+        their gradient is through the rest of the program only), and per chosen site its own
+        terms in linear form.
+    """
+    rest, own = zero, dict.fromkeys(leaves, zero)
+    for sign, sites in programs:
+        for name, site in sites:
+            value = site["value"]
+            if name in leaves:
+                own[name] = own[name] + sign * linear(site, name)
+                value = get_ops(value).stop_gradient(value)
+            rest = rest + sign * log_prob(site, value)
+    return rest, own
 
 
 def check_differentiable_kind(name: str, info: SiteDistribution, categorical: str) -> None:

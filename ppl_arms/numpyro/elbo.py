@@ -16,7 +16,7 @@ from numpyro.infer.elbo import get_nonreparam_deps
 from ppl_arms._checks import log_density_labels, log_density_sums
 from ppl_arms._loss_docs import elbo_doc, graph_doc
 from ppl_arms._losses import EstimatorLoss, SignalLoss
-from ppl_arms._objectives import elbo_value, graph_signals, trace_signals
+from ppl_arms._objectives import elbo_value
 from ppl_arms._records import SiteGradient
 from ppl_arms._sample_gradient import SampleGradients, site_gradients
 from ppl_arms._validation import check_vectorized
@@ -137,7 +137,15 @@ class _CoupledELBO(SignalLoss, _ParticleLoss):
         super().__init__(num_particles=num_particles, vectorize_particles=True)
 
     def _provenance(self, traces: ParticleTraces, programs: tuple) -> tuple | None:
-        return None
+        if not self._track_provenance:
+            return None
+        model, guide, param_map, args, kwargs = programs
+        latents = {
+            name: site["value"]
+            for name, site in traces.guide_trace.items()
+            if site["type"] == "sample"
+        }
+        return get_nonreparam_deps(model, guide, args, kwargs, param_map, latents=latents)
 
     def _site_gradients(self, traces: ParticleTraces, programs: tuple) -> dict[str, SiteGradient]:
         """:func:`~ppl_arms._sample_gradient.site_gradients`, inside the particle ``vmap``.
@@ -229,8 +237,6 @@ class TraceARMS_ELBO(_CoupledELBO):
         {REFERENCES}
     """
 
-    _signals = staticmethod(trace_signals)
-
 
 @graph_doc("NumPyro's provenance tracking, :func:`numpyro.infer.elbo.get_nonreparam_deps`")
 class TraceGraphARMS_ELBO(_CoupledELBO):
@@ -244,13 +250,4 @@ class TraceGraphARMS_ELBO(_CoupledELBO):
     Args are those of :class:`TraceARMS_ELBO`.
     """
 
-    _signals = staticmethod(graph_signals)
-
-    def _provenance(self, traces: ParticleTraces, programs: tuple) -> tuple:
-        model, guide, param_map, args, kwargs = programs
-        latents = {
-            name: site["value"]
-            for name, site in traces.guide_trace.items()
-            if site["type"] == "sample"
-        }
-        return get_nonreparam_deps(model, guide, args, kwargs, param_map, latents=latents)
+    _track_provenance = True

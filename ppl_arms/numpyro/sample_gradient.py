@@ -2,23 +2,12 @@ r"""The gradient of the learning signal with respect to a discrete site's sample
 
 The gradient-informed estimators (:mod:`ppl_arms.core.double_cv`, :mod:`ppl_arms.core.rodeo`)
 take, per particle, :math:`g=\partial f/\partial z` at the sampled value :math:`z`, evaluated as a
-float. :func:`sample_gradients` gets it from :func:`jax.vjp`: for **one particle** it replays the
-guide (``replay`` + ``substitute`` + ``seed`` + ``trace``) with the chosen sites' values as floats,
-replays the model against that guide trace, and differentiates
-
-.. math::
-    f(z)=\sum_{\text{model sites }t}\mathrm{scale}_t\log p_t-\sum_{\text{guide sites }t}
-    \mathrm{scale}_t\log q_t
-
-(every site's ``log_prob``, masked by its distribution's mask as NumPyro's ``mask`` handler sets
-it, times ``site["scale"]``: the terms of the losses' learning signals), holding every other
-sampled value at its recorded value. It is a plain traceable function: the losses call it inside
-their particle ``vmap`` and under ``jit``.
-
-**Trace and TraceGraph forms give the same gradient.** A term that does not depend on the site has
-zero gradient with respect to it, so the TraceGraph form's downstream cost and the Trace form's
-full signal have the same gradient; per plate element too, for programs that respect their plates
-(which the per-element signals already assume).
+float. :func:`sample_gradients` gets it, as described in :mod:`ppl_arms._sample_gradient`, from
+:func:`jax.vjp`: for **one particle** it replays the guide (``replay`` + ``substitute`` + ``seed`` +
+``trace``) with the chosen sites' values as floats, replays the model against that guide trace,
+and differentiates the signal (every site's ``log_prob``, masked by its distribution's mask as
+NumPyro's ``mask`` handler sets it, times ``site["scale"]``). It is a plain traceable function: the
+losses call it inside their particle ``vmap`` and under ``jit``.
 
 **Categorical sites: the one-hot route.** NumPyro (0.22) has no ``OneHotCategorical``, and an
 integer ``Categorical`` value cannot carry a gradient. The route is: guide and model sample an
@@ -35,15 +24,12 @@ terms :math:`\log p(z)`, :math:`\log q(z)` are taken in their linear form
 :math:`\langle v,\log p\rangle` (:func:`linear_log_prob`). A categorical site without that
 deterministic site gets zeros ``[*value_shape, K]`` and is reported as non-differentiable.
 
-**Non-differentiable programs.** Where the program uses the value only through indexing,
-comparisons or integer operations (``mu[z]``, ``jnp.where(z == 1, a, b)``) the rest of ``f`` has
-no gradient path. That is detected structurally at trace time (the cotangent map of the rest of
-``f`` does not depend on its input, :func:`_unused_cotangents`), so it works under ``jit`` and
-``vmap``: such sites are reported in :attr:`SampleGradients.nondifferentiable` and their gradient
-is the own terms only (Bernoulli: prior logit minus guide logit). A program that cannot run on a
-float value at all (it indexes with it, ``mu[z]``, or applies bitwise operations: a ``TypeError``
-or ``IndexError`` while tracing) is replayed with the recorded values instead, and all its
-Bernoulli sites get their own terms only and are reported.
+**Non-differentiable programs** (the value used only through indexing, comparisons or integer
+operations) are detected structurally at trace time (the cotangent map of the rest of ``f`` does
+not depend on its input, :func:`_unused_cotangents`), so it works under ``jit`` and ``vmap``. A
+program that cannot run on a float value at all (it indexes with it, ``mu[z]``, or applies bitwise
+operations: a ``TypeError`` or ``IndexError`` while tracing) is replayed with the recorded values
+instead, and all its Bernoulli sites get their own terms only and are reported.
 """
 
 from __future__ import annotations
@@ -58,7 +44,13 @@ from jax.extend.core import Literal
 from numpyro.distributions import Distribution
 from numpyro.handlers import replay, seed, substitute, trace
 
-from ppl_arms._sample_gradient import SampleGradients, check_differentiable_kind
+from ppl_arms._docs import fill_doc
+from ppl_arms._sample_gradient import (
+    SAMPLE_GRADIENTS_DOC,
+    SampleGradients,
+    latent_sites,
+    split_signal,
+)
 from ppl_arms._sample_gradient import linear_log_prob as _linear_log_prob
 from ppl_arms.core.estimators import DistKind
 from ppl_arms.numpyro._sites import unwrap
@@ -120,12 +112,17 @@ def _log_prob(site: dict, value: jax.Array) -> jax.Array:
     return _scaled(site, lp)
 
 
+def _sample_sites(tr: dict) -> list[tuple[str, dict]]:
+    return [(name, site) for name, site in tr.items() if site["type"] == "sample"]
+
+
 def _scaled(site: dict, lp: jax.Array) -> jax.Array:
     if site["scale"] is not None:
         lp = site["scale"] * lp
     return jnp.sum(lp)
 
 
+@fill_doc(FORMULA=SAMPLE_GRADIENTS_DOC)
 def sample_gradients(
     model: Callable,
     guide: Callable,
@@ -140,12 +137,9 @@ def sample_gradients(
 ) -> SampleGradients:
     r"""For one particle, the gradient of the learning signal with respect to chosen sampled values.
 
-    .. math::
-        g=\frac{\partial}{\partial z}\Big(\sum_t\mathrm{scale}_t\log p_t
-        -\sum_t\mathrm{scale}_t\log q_t\Big)\Big|_{z},
+    {FORMULA}
 
-    every other sampled value held at its recorded value (module docstring). One ``vjp`` of the
-    replayed programs gives every site's gradient. Traceable: call it inside the loss's particle
+    One ``vjp`` of the replayed programs gives every site's gradient. Traceable: call it inside the loss's particle
     ``vmap`` (it then returns the per-particle gradients ``[P, ...]``) and under ``jit``; the
     ``nondifferentiable`` set is Python data decided at trace time, so collect it from inside the
     vmapped function (e.g. into a set in the enclosing scope) rather than returning it.
@@ -170,18 +164,12 @@ def sample_gradients(
         ValueError: Naming the site, if it is not a latent sample site of ``guide_trace`` or its
             distribution is not Bernoulli / Categorical.
     """
-    sites = list(dict.fromkeys(sites))
+    infos = latent_sites(sites, guide_trace, unwrap, "Categorical through the one-hot route")
+    sites = list(infos)
     param_map = dict(param_map or {})
     one_hot_sites = dict(one_hot_sites or {})
     rng_key = jax.random.PRNGKey(0) if rng_key is None else rng_key
     guide_key, model_key = jax.random.split(rng_key)
-    infos = {}
-    for name in sites:
-        site = guide_trace.get(name)
-        if site is None or site["type"] != "sample" or site["is_observed"]:
-            raise ValueError(f"site '{name}' is not a latent sample site of the guide trace")
-        infos[name] = unwrap(site["fn"])
-        check_differentiable_kind(name, infos[name], "Categorical through the one-hot route")
     dtype = jnp.result_type(float)
     leaves: dict[str, jax.Array] = {}
     deterministic: dict[str, str] = {}
@@ -209,19 +197,17 @@ def sample_gradients(
             new_model = trace(model_fn).get_trace(*args, **kwargs)
             for name, det in deterministic.items():
                 routed[name] = new_model.get(det, {}).get("type") == "deterministic"
-            rest = jnp.zeros((), dtype)
-            own = jnp.zeros((), dtype)
-            for sign, tr in ((1.0, new_model), (-1.0, new_guide)):
-                for name, site in tr.items():
-                    if site["type"] != "sample":
-                        continue
-                    value = site["value"]
-                    if name in leaves:
-                        linear = linear_log_prob(site["fn"], leaves[name])
-                        own = own + sign * _scaled(site, linear)
-                        value = lax.stop_gradient(value)
-                    rest = rest + sign * _log_prob(site, value)
-            return rest, own
+
+            def linear(site: dict, name: str) -> jax.Array:
+                return _scaled(site, linear_log_prob(site["fn"], leaves[name]))
+
+            programs = ((1.0, _sample_sites(new_model)), (-1.0, _sample_sites(new_guide)))
+            zero = jnp.zeros((), dtype)
+            rest, own = split_signal(programs, leaves, _log_prob, linear, zero)
+            total = zero
+            for term in own.values():
+                total = total + term
+            return rest, total
 
         return costs
 

@@ -20,7 +20,7 @@ from pyro.util import check_model_guide_match, check_site_shape, warn_if_nan
 from ppl_arms._checks import check_guide_covers_model
 from ppl_arms._loss_docs import elbo_doc, graph_doc
 from ppl_arms._losses import EstimatorLoss, SignalLoss
-from ppl_arms._objectives import elbo_value, graph_signals, trace_signals
+from ppl_arms._objectives import elbo_value
 from ppl_arms._records import SiteGradient, Traces
 from ppl_arms._sample_gradient import SampleGradients, site_gradients
 from ppl_arms._validation import check_vectorized
@@ -251,8 +251,6 @@ class TraceARMS_ELBO(_SignalELBO):
         {REFERENCES}
     """
 
-    _signals = staticmethod(trace_signals)
-
 
 @graph_doc("Pyro's provenance tracking, :class:`~pyro.infer.tracegraph_elbo.TrackNonReparam`")
 class TraceGraphARMS_ELBO(_SignalELBO):
@@ -267,5 +265,3 @@ class TraceGraphARMS_ELBO(_SignalELBO):
     """
 
     _track_provenance = True
-
-    _signals = staticmethod(graph_signals)

@@ -1,37 +1,16 @@
 r"""The gradient of the learning signal with respect to a discrete site's sampled value (Pyro).
 
-The gradient-informed estimators (:mod:`ppl_arms.core.double_cv`, :mod:`ppl_arms.core.rodeo`)
-take, per particle, :math:`g=\partial f/\partial z` at the sampled value :math:`z`, evaluated as a
-float. :func:`sample_gradients` gets it from autograd: it replays the guide and the model of a
-vectorised particle run with the chosen sites' values as float leaves and differentiates
+:func:`sample_gradients` computes :math:`g=\partial f/\partial z` per particle, as described in
+:mod:`ppl_arms._sample_gradient`, with autograd: it replays the guide and the model of a vectorised
+particle run with the chosen sites' values as float leaves (every site's ``log_prob`` times
+``site["scale"]`` and masked by ``site["mask"]``) and runs one backward pass.
 
-.. math::
-    f(z)=\sum_{\text{model sites }t}\mathrm{scale}_t\,\mathrm{mask}_t\log p_t
-    -\sum_{\text{guide sites }t}\mathrm{scale}_t\,\mathrm{mask}_t\log q_t
-
-(every site's ``log_prob`` times ``site["scale"]`` and masked by ``site["mask"]``, exactly the
-terms of the losses' learning signals), holding all other sampled values at their recorded values.
-
-**Trace and TraceGraph forms give the same gradient.** A term whose value does not depend on the
-site has a zero gradient with respect to it, so the downstream cost of the TraceGraph form (the
-terms that depend on the site) and the full sum of the Trace form differ by terms with zero
-gradient. Per plate element the same holds as long as the program respects its plates (the term
-of element :math:`b'` does not use the value of element :math:`b\ne b'`; the losses' per-element
-signals already rely on that): :math:`\partial f_b/\partial z_b=\partial f/\partial z_b`.
-
-**The site's own terms.** For a Bernoulli site, :math:`\log\mathrm{Bern}(z;\ell)=z\ell-
-\mathrm{softplus}(\ell)` contributes :math:`\ell_p-\ell_q` (prior minus guide logit). Torch's
-``OneHotCategorical.log_prob`` takes an ``argmax`` and has no gradient, so the own terms of a
-one-hot site are taken in their linear form :math:`\langle v,\log p\rangle` (same value at a
-one-hot :math:`v`), contributing :math:`\log p-\log q` (normalised logits).
-
-**Non-differentiable programs.** Where the program uses the value only through indexing,
-comparisons or integer operations (``tensor[z.long()]``, ``torch.where(z == 1, a, b)``) the rest of
-``f`` has no gradient path; such sites are reported in
-:attr:`SampleGradients.nondifferentiable` and their gradient is the own terms only (exact for the
-part of ``f`` that is linear in the value; the estimators stay unbiased for any gradient). A site
-sampled from an integer-valued ``Categorical`` has no float value to differentiate: its gradient is
-zeros ``[*value_shape, K]`` and it is reported too. Use ``OneHotCategorical`` in guide and model.
+**Categorical sites.** Torch's ``OneHotCategorical.log_prob`` takes an ``argmax`` and has no
+gradient, so the own terms of a one-hot site are taken in their linear form. A site sampled from
+an integer-valued ``Categorical`` has no float value to differentiate: its gradient is zeros
+``[*value_shape, K]`` and it is reported as non-differentiable. Use ``OneHotCategorical`` in guide
+and model. Where the program uses the value through indexing (``tensor[z.long()]``) or comparisons
+(``torch.where(z == 1, a, b)``), the site is reported too and gets its own terms only.
 """
 
 from __future__ import annotations
@@ -46,7 +25,13 @@ from pyro.poutine.trace_struct import Trace
 from pyro.poutine.util import site_is_subsample
 from torch.distributions import Distribution
 
-from ppl_arms._sample_gradient import SampleGradients, check_differentiable_kind
+from ppl_arms._docs import fill_doc
+from ppl_arms._sample_gradient import (
+    SAMPLE_GRADIENTS_DOC,
+    SampleGradients,
+    latent_sites,
+    split_signal,
+)
 from ppl_arms._sample_gradient import linear_log_prob as _linear_log_prob
 from ppl_arms.core.estimators import DistKind
 from ppl_arms.pyro._sites import unwrap
@@ -103,26 +88,17 @@ def _site_log_prob(site: dict, value: torch.Tensor) -> torch.Tensor:
     return scale_and_mask(lp, site["scale"], site["mask"]).sum()
 
 
-def _costs(
-    model_trace: Trace, guide_trace: Trace, leaves: dict[str, torch.Tensor]
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The signal with the chosen sites' own values detached, and each site's own linear terms."""
-    rest = torch.zeros(())
-    own = {name: torch.zeros(()) for name in leaves}
-    for sign, tr in ((1.0, model_trace), (-1.0, guide_trace)):
-        for name, site in tr.nodes.items():
-            if site["type"] != "sample" or site_is_subsample(site):
-                continue
-            value = site["value"]
-            if name in leaves:
-                rest = rest + sign * _site_log_prob(site, value.detach())
-                linear = scale_and_mask(
-                    linear_log_prob(site["fn"], value), site["scale"], site["mask"]
-                )
-                own[name] = own[name] + sign * linear.sum()
-            else:
-                rest = rest + sign * _site_log_prob(site, value)
-    return rest, own
+def _linear(site: dict, name: str) -> torch.Tensor:
+    linear = linear_log_prob(site["fn"], site["value"])
+    return scale_and_mask(linear, site["scale"], site["mask"]).sum()
+
+
+def _sample_sites(tr: Trace) -> list[tuple[str, dict]]:
+    return [
+        (name, site)
+        for name, site in tr.nodes.items()
+        if site["type"] == "sample" and not site_is_subsample(site)
+    ]
 
 
 def _grads(output: torch.Tensor, inputs: list[torch.Tensor]) -> tuple[torch.Tensor | None, ...]:
@@ -131,6 +107,7 @@ def _grads(output: torch.Tensor, inputs: list[torch.Tensor]) -> tuple[torch.Tens
     return torch.autograd.grad(output, inputs, retain_graph=True, allow_unused=True)
 
 
+@fill_doc(FORMULA=SAMPLE_GRADIENTS_DOC)
 def sample_gradients(
     model: Callable,
     guide: Callable,
@@ -142,14 +119,10 @@ def sample_gradients(
 ) -> SampleGradients:
     r"""Per particle, the gradient of the learning signal with respect to the chosen sites' values.
 
-    .. math::
-        g_i=\frac{\partial}{\partial z_i}\Big(\sum_t\mathrm{scale}_t\mathrm{mask}_t\log p_t
-        -\sum_t\mathrm{scale}_t\mathrm{mask}_t\log q_t\Big)\Big|_{z_i},
+    {FORMULA}
 
-    with every other sampled value held at its recorded value; this is the ``df_dz`` of the Trace
-    form's signals and of the TraceGraph form's downstream costs alike (module docstring). The
-    guide is replayed against ``guide_trace`` with the chosen sites' values as float leaves, the
-    model against the replayed guide; one backward pass (plus a small one per site for its own
+    The guide is replayed against ``guide_trace`` with the chosen sites' values as float leaves,
+    the model against the replayed guide; one backward pass (plus a small one per site for its own
     terms) gives every site's gradient. Particles are independent under the particle plate, so the
     gradient of the sum over particles is the per-particle gradient.
 
@@ -176,14 +149,9 @@ def sample_gradients(
         ValueError: Naming the site, if it is not a latent sample site of ``guide_trace`` or its
             distribution is not Bernoulli / OneHotCategorical / Categorical.
     """
-    sites = list(dict.fromkeys(sites))
-    infos = {}
-    for name in sites:
-        site = guide_trace.nodes.get(name)
-        if site is None or site["type"] != "sample" or site["is_observed"]:
-            raise ValueError(f"site '{name}' is not a latent sample site of the guide trace")
-        infos[name] = unwrap(site["fn"])
-        check_differentiable_kind(name, infos[name], "OneHotCategorical; Categorical gives zeros")
+    route = "OneHotCategorical; Categorical gives zeros"
+    infos = latent_sites(sites, guide_trace.nodes, unwrap, route)
+    sites = list(infos)
     integer = {n for n, i in infos.items() if i.kind is DistKind.CATEGORICAL and not i.one_hot}
     leaves = {}
     for name in sites:
@@ -202,7 +170,8 @@ def sample_gradients(
             new_model = poutine.trace(poutine.replay(model, trace=model_replay)).get_trace(
                 *args, **kwargs
             )
-            rest, own = _costs(new_model, new_guide, leaves)
+            programs = ((1.0, _sample_sites(new_model)), (-1.0, _sample_sites(new_guide)))
+            rest, own = split_signal(programs, leaves, _site_log_prob, _linear, torch.zeros(()))
             names = list(leaves)
             rest_grads = _grads(rest, [leaves[name] for name in names])
             for name, g_rest in zip(names, rest_grads, strict=True):
