@@ -21,7 +21,6 @@ from numpyro.util import check_model_guide_match
 
 from ppl_arms._checks import check_guide_covers_model, check_log_densities
 from ppl_arms._records import Frame, SiteGradient, SiteRecord, Traces
-from ppl_arms._records import latent as _latent
 from ppl_arms.core import carriers
 from ppl_arms.numpyro._shapes import check_plate_dims
 from ppl_arms.numpyro.coupling import Coupling
@@ -128,17 +127,9 @@ def _records(
             site["log_prob"],
             _frames(site, tr),
             frozenset(deps.get(name, ())),
-            (
-                _latent(
-                    coupling.plans[name],
-                    coupling.distributions[name],
-                    site["value"],
-                    site["scale"],
-                    gradients.get(name),
-                )
-                if coupling and name in coupling.plans
-                else None
-            ),
+            coupling.latent(name, site["value"], site["scale"], gradients.get(name))
+            if coupling
+            else None,
         )
         for name, site in tr.items()
         if site["type"] == "sample"

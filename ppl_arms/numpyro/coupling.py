@@ -23,10 +23,8 @@ import jax.numpy as jnp
 from jax import lax, random
 from numpyro.primitives import Messenger
 
-from ppl_arms._planning import plan_site
-from ppl_arms._records import SitePlan
+from ppl_arms._planning import PlannedSites
 from ppl_arms.config import EstimatorConfig
-from ppl_arms.core.carriers import Coupled
 from ppl_arms.core.copulas import NoiseKind
 from ppl_arms.core.estimators import DistKind, SiteEstimator
 from ppl_arms.numpyro._sites import SiteDistribution, unwrap
@@ -40,7 +38,7 @@ PARTICLE_AXIS = "_ppl_arms_particles"
 _DRAW = {NoiseKind.NORMAL: random.normal, NoiseKind.UNIFORM: random.uniform}
 
 
-class Coupling(Messenger):
+class Coupling(PlannedSites, Messenger):
     """Draw coupled values at the discrete sites of a guide running inside a particle ``vmap``.
 
     Args:
@@ -72,36 +70,23 @@ class Coupling(Messenger):
         vimco: bool = False,
     ) -> None:
         super().__init__(fn)
-        self.vimco = vimco
+        self._init_plans(config, vimco)
         self.key = key
-        self.config = config
         self.first = first
         self.num_coupled = config.num_samples if num_coupled is None else num_coupled
         total = first + self.num_coupled if num_particles is None else num_particles
         self.all_coupled = first == 0 and self.num_coupled == total
-        self.plans: dict[str, SitePlan] = {}
-        self.distributions: dict[str, SiteDistribution] = {}
-        self.shared: dict[str, jax.Array] = {}
-        self.lead: dict[str, jax.Array] = {}
         self._counter = 0
 
     def process_message(self, msg: dict[str, Any]) -> None:  # noqa: D102
         if msg["type"] != "sample" or msg["is_observed"]:
             return
-        name, fn = msg["name"], msg["fn"]
         valued = "conditioned or substituted" if msg["value"] is not None else None
-        infer = msg.get("infer") or {}
-        planned = plan_site(self.config, name, infer, fn, valued, unwrap, self.vimco)
-        if planned is None:
-            return
-        plan, site = planned
-        self.plans[name], self.distributions[name] = plan, site
-        if plan.estimator.coupled:
-            msg["value"] = self._draw(name, plan.estimator, site, fn, msg["kwargs"]["rng_key"])
-
-    def coupled(self, name: str) -> Coupled:
-        """What the coupled particles of site ``name`` share (unbatched under the ``vmap``)."""
-        return Coupled(self.shared.get(name), self.lead.get(name))
+        planned = self.plan(msg, valued, unwrap)
+        if planned is not None and planned[0].estimator.coupled:
+            plan, site = planned
+            rng_key = msg["kwargs"]["rng_key"]
+            msg["value"] = self._draw(msg["name"], plan.estimator, site, msg["fn"], rng_key)
 
     def _draw(
         self,

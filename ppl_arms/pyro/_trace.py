@@ -13,7 +13,6 @@ from pyro.util import ignore_jit_warnings
 
 from ppl_arms._checks import check_log_densities, log_density_labels, log_density_sums
 from ppl_arms._records import Frame, SiteGradient, SiteRecord, Traces
-from ppl_arms._records import latent as _latent
 from ppl_arms.pyro.coupling import Coupling
 
 __all__ = ["check_finite", "model_latents", "normalise"]
@@ -49,9 +48,8 @@ def _records(
             continue
         upstream = frozenset(get_provenance(site["log_prob_sum"])) if provenance else frozenset()
         latent = None
-        if coupling and name in coupling.plans:
-            plan, info = coupling.plans[name], coupling.distributions[name]
-            latent = _latent(plan, info, site["value"], site["scale"], gradients.get(name))
+        if coupling:
+            latent = coupling.latent(name, site["value"], site["scale"], gradients.get(name))
         lp = detach_provenance(site["log_prob"])
         records.append(SiteRecord(name, lp, _frames(site), upstream, latent))
     return tuple(records)

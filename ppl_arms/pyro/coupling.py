@@ -20,10 +20,8 @@ from pyro.ops.provenance import detach_provenance
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.subsample_messenger import _Subsample
 
-from ppl_arms._planning import plan_site
-from ppl_arms._records import SitePlan
+from ppl_arms._planning import PlannedSites
 from ppl_arms.config import EstimatorConfig
-from ppl_arms.core.carriers import Coupled
 from ppl_arms.core.copulas import NoiseKind
 from ppl_arms.core.estimators import DistKind, SiteEstimator
 from ppl_arms.pyro._sites import SiteDistribution, unwrap
@@ -36,7 +34,7 @@ PARTICLE_PLATE = "num_particles_vectorized"
 _DRAW = {NoiseKind.NORMAL: torch.randn, NoiseKind.UNIFORM: torch.rand}
 
 
-class Coupling(Messenger):
+class Coupling(PlannedSites, Messenger):
     """Draw coupled values at the discrete sites of a vectorised guide.
 
     Args:
@@ -48,9 +46,8 @@ class Coupling(Messenger):
         vimco: Refuse per-site estimators (``TraceARMS_IWAE(estimator='vimco')``).
 
     Attributes:
-        plans: Per estimated site, its plan; ``distributions``: its unwrapped distribution;
-            ``shared``: boolean ``[*coords]``, coordinates whose parameters are equal across the
-            coupled particles (only for sites whose parameters are not broadcast).
+        shared: Per site whose parameters are not broadcast along the particle plate, boolean
+            ``[*coords]``: coordinates whose parameters are equal across the coupled particles.
     """
 
     def __init__(
@@ -62,35 +59,21 @@ class Coupling(Messenger):
         vimco: bool = False,
     ) -> None:
         super().__init__()
-        self.config = config
+        self._init_plans(config, vimco)
         self.first = first
         self.num_coupled = num_coupled
         self.num_particles = num_particles
-        self.vimco = vimco
-        self.plans: dict[str, SitePlan] = {}
-        self.distributions: dict[str, SiteDistribution] = {}
-        self.shared: dict[str, torch.Tensor] = {}
 
     def _pyro_sample(self, msg: dict[str, Any]) -> None:
         if msg["is_observed"] or isinstance(msg["fn"], _Subsample):
             return
         name, fn = msg["name"], msg["fn"]
         valued = "conditioned or replayed" if msg["value"] is not None or msg["done"] else None
-        infer = msg.get("infer") or {}
-        planned = plan_site(
-            self.config, name, infer, fn, valued, lambda d: self._unwrap(name, d, msg), self.vimco
-        )
-        if planned is None:
-            return
-        plan, site = planned
-        self.plans[name], self.distributions[name] = plan, site
-        if plan.estimator.coupled:
+        planned = self.plan(msg, valued, lambda d: self._unwrap(name, d, msg))
+        if planned is not None and planned[0].estimator.coupled:
+            plan, site = planned
             with torch.no_grad():
                 msg["value"] = site.to_value(self._draw(name, plan.estimator, site, fn))
-
-    def coupled(self, name: str) -> Coupled:
-        """What the coupled particles of site ``name`` share."""
-        return Coupled(self.shared.get(name))
 
     def _unwrap(self, name: str, fn: Any, msg: dict[str, Any]) -> SiteDistribution:
         site = unwrap(fn, msg.get("mask"))
