@@ -21,8 +21,10 @@ from ppl_arms.core._ops import get_ops
 from ppl_arms.core.estimators import DistKind
 
 __all__ = [
+    "INIT_ARGS_DOC",
     "INIT_LOGITS",
     "MEAN_FIELD_DOC",
+    "RAISES_DOC",
     "MixedMeanField",
     "Param",
     "SiteKind",
@@ -62,8 +64,28 @@ MEAN_FIELD_DOC = r"""The factorisation of ``q`` and the point summaries.
 """What both adapters' ``AutoMixedMeanField`` docstrings say alike (without this first line), put
 in place of their ``{MEAN_FIELD}`` line by :func:`with_mean_field_doc`."""
 
-with_mean_field_doc = fill_doc(MEAN_FIELD=MEAN_FIELD_DOC.split("\n", 2)[2])
-"""Class decorator: replace the ``{MEAN_FIELD}`` line of the docstring by :data:`MEAN_FIELD_DOC`."""
+INIT_ARGS_DOC = """
+init_loc_fn: Initialisation strategy for the continuous sites (any of the host's
+    ``init_to_*``); discrete sites take a draw from the model in the prototype run.
+init_scale: Initial scale of the continuous sites' unconstrained Normals.
+init_logits: ``"uniform"`` (all logits zero) or ``"prior"`` (the logits of the site's
+    distribution in the prototype run, clipped to ``[-10, 10]``).
+"""
+"""Both ``AutoMixedMeanField``'s initialisation arguments (their ``{INIT}`` line)."""
+
+RAISES_DOC = """
+Raises:
+    ValueError: At the first call, for a discrete latent site that is neither Bernoulli nor
+        categorical (``Categorical``, or Pyro's ``OneHotCategorical``); the message names the
+        site and the ``AutoGuideList`` recipe.
+"""
+"""Both ``AutoMixedMeanField``'s ``Raises`` section (their ``{RAISES}`` line)."""
+
+with_mean_field_doc = fill_doc(
+    MEAN_FIELD=MEAN_FIELD_DOC.split("\n", 2)[2], INIT=INIT_ARGS_DOC, RAISES=RAISES_DOC
+)
+"""Class decorator: fill the ``{MEAN_FIELD}``, ``{INIT}`` and ``{RAISES}`` lines of the docstring
+(:data:`MEAN_FIELD_DOC`, :data:`INIT_ARGS_DOC`, :data:`RAISES_DOC`)."""
 
 
 INIT_LOGITS = ("uniform", "prior")

@@ -59,16 +59,10 @@ class AutoMixedMeanField(MixedMeanField, AutoGuide):
 
     Args:
         model: The Pyro model.
-        init_loc_fn: Initialisation strategy for the continuous sites (any of Pyro's ``init_to_*``);
-            discrete sites take a draw from the model in the prototype run.
-        init_scale: Initial scale of the continuous sites' unconstrained Normals.
-        init_logits: ``"uniform"`` (all logits zero) or ``"prior"`` (the logits of the site's
-            distribution in the prototype run, clipped to ``[-10, 10]``).
+        {INIT}
         create_plates: As in :class:`~pyro.infer.autoguide.AutoNormal`.
 
-    Raises:
-        ValueError: At the first call, for a discrete latent site that is neither Bernoulli nor
-            (one-hot) categorical; the message names the site and the ``AutoGuideList`` recipe.
+    {RAISES}
     """
 
     scale_constraint = constraints.softplus_positive
