@@ -136,6 +136,25 @@ def test_bayes_logreg_smoke(tmp_path):
     assert (tmp_path / "logreg.png").stat().st_size > 0
 
 
+def test_particles_suffix():
+    assert bayes._particles("arms-guide-n32") == ("arms-guide", 32)
+    assert bayes._particles("loorf-mf") == ("loorf-mf", bayes.PARTICLES)
+    assert set(bayes.MANY_PARTICLES) <= set(bayes._workloads(True)["linreg-corr-p200"].methods)
+
+
+@pytest.mark.slow
+def test_bayes_correlated_p200_smoke(tmp_path):
+    results = bayes.main(
+        ["--quick", "--workloads", "linreg-corr-p200", "--methods", "loorf-guide-n32",
+         "--cap-scale", "0.02", "--quiet", "--out", str(tmp_path)]
+    )  # fmt: skip
+    _check_outputs(tmp_path, results, ["linreg-corr-p200"])
+    w = results["workloads"]["linreg-corr-p200"]
+    assert set(w["runs"]) == {"loorf-guide-n32"}
+    assert w["reference"]["how"].startswith("collapsed Gibbs") and w["reference"]["rhat_max"] > 0
+    assert w["runs"]["loorf-guide-n32"]["steps"] > 0
+
+
 @pytest.mark.slow
 def test_bayes_structured_smoke(tmp_path):
     methods = ",".join(bayes.STRUCTURED)
