@@ -32,6 +32,7 @@ __all__ = [
     "normalise",
     "particle_traces",
     "seed_plates",
+    "site_log_prob",
 ]
 
 for _carrier in (
@@ -157,17 +158,19 @@ def normalise(
     )
 
 
+def site_log_prob(site: dict[str, Any], value: jax.Array) -> jax.Array:
+    """A sample site's log-density at ``value``, times its scale (masked by its distribution)."""
+    if site["intermediates"]:
+        lp = site["fn"].log_prob(value, site["intermediates"])
+    else:
+        lp = site["fn"].log_prob(value)
+    return lp if site["scale"] is None else site["scale"] * lp
+
+
 def _add_log_probs(tr: dict) -> None:
     for site in tr.values():
-        if site["type"] != "sample" or "log_prob" in site:
-            continue
-        if site["intermediates"]:
-            lp = site["fn"].log_prob(site["value"], site["intermediates"])
-        else:
-            lp = site["fn"].log_prob(site["value"])
-        if site["scale"] is not None:
-            lp = site["scale"] * lp
-        site["log_prob"] = lp
+        if site["type"] == "sample" and "log_prob" not in site:
+            site["log_prob"] = site_log_prob(site, site["value"])
 
 
 def particle_traces(

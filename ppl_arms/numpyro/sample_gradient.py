@@ -54,6 +54,7 @@ from ppl_arms._sample_gradient import (
 from ppl_arms._sample_gradient import linear_log_prob as _linear_log_prob
 from ppl_arms.core.estimators import DistKind
 from ppl_arms.numpyro._sites import unwrap
+from ppl_arms.numpyro._trace import site_log_prob
 
 __all__ = ["SampleGradients", "linear_log_prob", "one_hot_site_name", "sample_gradients"]
 
@@ -105,11 +106,7 @@ def _unused_cotangents(linear_map: Callable[[jax.Array], Any], ct: jax.Array) ->
 
 
 def _log_prob(site: dict, value: jax.Array) -> jax.Array:
-    if site["intermediates"]:
-        lp = site["fn"].log_prob(value, site["intermediates"])
-    else:
-        lp = site["fn"].log_prob(value)
-    return _scaled(site, lp)
+    return jnp.sum(site_log_prob(site, value))
 
 
 def _sample_sites(tr: dict) -> list[tuple[str, dict]]:
