@@ -25,9 +25,13 @@ def test_closed_form_rejects_a_correlated_design():
         sr.orthogonal_inclusion_probabilities(data.x, data.y)
 
 
-def test_collapsed_gibbs_reference_matches_enumeration():
-    data = sr.make_data(80, 8, "correlated", signal_fraction=0.3, seed=4)
-    prior = sr.SparsePrior()
+@pytest.mark.parametrize(
+    "prior", [sr.SparsePrior(), sr.SparsePrior(inclusion_prob=0.3, slab_scale=0.5, noise_scale=2.0)]
+)
+def test_collapsed_gibbs_reference_matches_enumeration(prior):
+    data = sr.make_data(
+        80, 8, "correlated", signal_fraction=0.3, seed=4, noise_scale=prior.noise_scale
+    )
     exact = sr.enumerated_inclusion_probabilities(data.x, data.y, prior, chunk=32)
     ref = sr.collapsed_gibbs_reference(data.x, data.y, prior, num_chains=2, num_sweeps=400)
     assert np.abs(ref["pips"] - exact).max() < 0.03
