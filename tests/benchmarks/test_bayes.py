@@ -115,13 +115,19 @@ def _check_outputs(out, results, workloads):
     assert results["command"].startswith("python -m benchmarks.bayes")
 
 
-def test_bayes_smoke(tmp_path):
+def _smoke(out, workload: str, methods: str) -> dict:
+    """A quick run of ``methods`` on ``workload`` with tiny caps, its outputs checked."""
     results = bayes.main(
-        ["--quick", "--workloads", "linreg-orth-p20", "--methods", "arms-guide",
-         "--cap-scale", "0.02", "--quiet", "--out", str(tmp_path)]
+        ["--quick", "--workloads", workload, "--methods", methods,
+         "--cap-scale", "0.02", "--quiet", "--out", str(out)]
     )  # fmt: skip
-    _check_outputs(tmp_path, results, ["linreg-orth-p20"])
-    runs = results["workloads"]["linreg-orth-p20"]["runs"]
+    _check_outputs(out, results, [workload])
+    return results["workloads"][workload]
+
+
+def test_bayes_smoke(tmp_path):
+    w = _smoke(tmp_path, "linreg-orth-p20", "arms-guide")
+    runs = w["runs"]
     assert set(runs) == {"arms-guide"}
     assert 0.0 <= runs["arms-guide"]["final"]["auroc"] <= 1.0
     assert (tmp_path / "linreg.png").stat().st_size > 0
@@ -129,12 +135,7 @@ def test_bayes_smoke(tmp_path):
 
 @pytest.mark.slow
 def test_bayes_logreg_smoke(tmp_path):
-    results = bayes.main(
-        ["--quick", "--workloads", "logreg-cancer-p30", "--methods", "arms-guide,dhmcgibbs",
-         "--cap-scale", "0.02", "--quiet", "--out", str(tmp_path)]
-    )  # fmt: skip
-    _check_outputs(tmp_path, results, ["logreg-cancer-p30"])
-    w = results["workloads"]["logreg-cancer-p30"]
+    w = _smoke(tmp_path, "logreg-cancer-p30", "arms-guide,dhmcgibbs")
     assert set(w["runs"]) == {"arms-guide", "dhmcgibbs"}
     assert len(w["reference"]["pips"]) == 30 and w["reference"]["rhat_max"] > 0
     assert (tmp_path / "logreg.png").stat().st_size > 0
@@ -148,12 +149,7 @@ def test_particles_suffix():
 
 @pytest.mark.slow
 def test_bayes_correlated_p200_smoke(tmp_path):
-    results = bayes.main(
-        ["--quick", "--workloads", "linreg-corr-p200", "--methods", "loorf-guide-n32",
-         "--cap-scale", "0.02", "--quiet", "--out", str(tmp_path)]
-    )  # fmt: skip
-    _check_outputs(tmp_path, results, ["linreg-corr-p200"])
-    w = results["workloads"]["linreg-corr-p200"]
+    w = _smoke(tmp_path, "linreg-corr-p200", "loorf-guide-n32")
     assert set(w["runs"]) == {"loorf-guide-n32"}
     assert w["reference"]["how"].startswith("collapsed Gibbs") and w["reference"]["rhat_max"] > 0
     assert w["runs"]["loorf-guide-n32"]["steps"] > 0
@@ -162,12 +158,8 @@ def test_bayes_correlated_p200_smoke(tmp_path):
 @pytest.mark.slow
 def test_bayes_structured_smoke(tmp_path):
     methods = ",".join(bayes.STRUCTURED)
-    results = bayes.main(
-        ["--quick", "--workloads", "logreg-cancer-p30", "--methods", methods,
-         "--cap-scale", "0.02", "--quiet", "--out", str(tmp_path)]
-    )  # fmt: skip
-    _check_outputs(tmp_path, results, ["logreg-cancer-p30"])
-    runs = results["workloads"]["logreg-cancer-p30"]["runs"]
+    w = _smoke(tmp_path, "logreg-cancer-p30", methods)
+    runs = w["runs"]
     assert set(runs) == set(bayes.STRUCTURED)
     for r in runs.values():
         assert 0.0 <= r["final"]["error"] <= 1.0
