@@ -262,7 +262,7 @@ def _gibbs_sweeps(
                 schur = gram[j, j] + 1 / tau2 - col @ v
                 r = xty[j] - v @ xs
             logit = logit_pi - 0.5 * math.log(tau2 * schur) + r * r / (2 * s2 * schur)
-            prob = 1 / (1 + math.exp(-logit)) if logit > -700 else 0.0
+            prob = 0.5 * (1 + math.tanh(0.5 * logit))  # the logistic function, no overflow
             rbs[t, j] = prob
             new = u[j] < prob
             if new == gamma[j]:
@@ -314,8 +314,8 @@ def collapsed_gibbs_reference(
     gram, xty = x.T @ x, x.T @ y
     rng = np.random.default_rng(seed)
     rbs, draws = [], []
-    # small matrices: a threaded BLAS only adds overhead (200 ms for one 150 x 150 inverse on
-    # two busy cores, against 1 ms single-threaded)
+    # small matrices: a threaded BLAS only adds overhead (on two busy cores one 150 x 150 inverse
+    # took 230 ms, and a sweep at p = 2,000 326 ms against 28 ms single-threaded)
     with threadpool_limits(limits=1):
         for _ in range(num_chains):
             gamma0 = rng.random(x.shape[1]) < prior.inclusion_prob
